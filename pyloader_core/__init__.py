@@ -1,0 +1,69 @@
+"""PyLoader core: bounded-memory asynchronous loading of chunked datasets, framework-agnostic.
+
+Example::
+
+    from pyloader_core import DataLoader, JsonLineDataReader, NumpyDataCollator, TextDataset
+
+    loader = DataLoader(JsonLineDataReader(batch_size=32), TextDataset(max_seq_len=64), NumpyDataCollator(),
+                        "data/", num_epoch=2, shuffle=True, num_workers=2)
+    for batch in loader:
+        ...
+"""
+
+from pyloader_core.collator import DataCollator, NumpyDataCollator
+from pyloader_core.dataset import Dataset, TextDataset
+from pyloader_core.errors import (
+    ConfigError,
+    DataFormatError,
+    NoFilesError,
+    PyLoaderError,
+    SampleCountError,
+    WorkerDiedError,
+    WorkerError,
+)
+from pyloader_core.files import list_files
+from pyloader_core.loader import DataLoader, LoaderIterator
+from pyloader_core.options import LoaderOptions
+from pyloader_core.plan import EpochPlan, Shard, WorkUnit, plan_epoch
+from pyloader_core.reader import DataReader
+from pyloader_core.readers import (
+    CsvDataReader,
+    JsonLineDataReader,
+    NumpyDataReader,
+    ParquetDataReader,
+    TextLineDataReader,
+    get_reader,
+)
+from pyloader_core.skips import report_bad_record
+
+__all__ = [
+    "ConfigError",
+    "CsvDataReader",
+    "DataCollator",
+    "DataFormatError",
+    "DataLoader",
+    "DataReader",
+    "Dataset",
+    "EpochPlan",
+    "JsonLineDataReader",
+    "LoaderIterator",
+    "LoaderOptions",
+    "NoFilesError",
+    "NumpyDataCollator",
+    "NumpyDataReader",
+    "ParquetDataReader",
+    "PyLoaderError",
+    "SampleCountError",
+    "Shard",
+    "TextDataset",
+    "TextLineDataReader",
+    "WorkUnit",
+    "WorkerDiedError",
+    "WorkerError",
+    "get_reader",
+    "list_files",
+    "plan_epoch",
+    "report_bad_record",
+]
+
+__version__ = "0.1.0"

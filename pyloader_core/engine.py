@@ -1,0 +1,263 @@
+"""The consumer side: bounded in-flight units, ordered reassembly, shuffle windows, batching.
+
+:class:`BatchStream` submits units to a :class:`WorkerPool` (never more than ``max_queue_size``
+unconsumed), takes results back in *plan order* whatever order they finish in, mixes shuffle windows,
+cuts full batches across chunk boundaries and collates them. Errors that workers sent back as values
+are raised here, in the consumer's thread, at their place in the stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from pyloader_core.collator import DataCollator
+from pyloader_core.dataset import Dataset
+from pyloader_core.errors import DataFormatError
+from pyloader_core.execute import UnitResult, describe, take
+from pyloader_core.options import LoaderOptions
+from pyloader_core.plan import EpochPlan
+from pyloader_core.reader import Columns, DataReader
+from pyloader_core.skips import SkippedItem
+from pyloader_core.stats import LoaderStats
+from pyloader_core.workers import WorkerPool, make_pool
+
+__all__ = ["BatchStream", "Piece"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Piece:
+    """Some samples of one encoded chunk (or shuffle window): ``selection`` of ``columns``."""
+
+    columns: Columns
+    selection: slice | np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        if isinstance(self.selection, slice):
+            return self.selection.stop - self.selection.start
+        return len(self.selection)
+
+
+class BatchStream:
+    """Batches of the epochs ``plans`` yields, read by a pool of background workers.
+
+    Not used directly: :class:`~pyloader_core.DataLoader` builds one per iteration. The pool starts
+    on the first ``next()`` and stops on exhaustion, error, or :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        *,
+        reader: DataReader,
+        dataset: Dataset,
+        collator: DataCollator,
+        options: LoaderOptions,
+        batch_size: int,
+        plans: Sequence[Callable[[], EpochPlan]],
+        stats: LoaderStats,
+    ) -> None:
+        self._reader, self._dataset, self._collator = reader, dataset, collator
+        self._options = options
+        self._batch_size = batch_size
+        self._plan_makers = plans
+        self._plans: dict[int, EpochPlan] = {}
+        self._stats = stats
+        self._pool: WorkerPool | None = None
+        self._closed = False
+        self._results: dict[tuple[int, int], UnitResult] = {}
+        self._submit_iter: Iterator[Any] | None = None
+        self._in_flight = 0
+        self.epoch = -1  # epoch (0-based) of the batch last yielded
+
+    # -- pool and submission ---------------------------------------------------------------
+
+    def _plan(self, i: int) -> EpochPlan:
+        if i not in self._plans:
+            self._plans[i] = self._plan_makers[i]()
+        return self._plans[i]
+
+    def _units(self) -> Iterator[Any]:
+        for i in range(len(self._plan_makers)):
+            yield from self._plan(i).units
+
+    def _top_up(self) -> None:
+        assert self._pool is not None and self._submit_iter is not None
+        while self._in_flight < self._options.max_queue_size:
+            unit = next(self._submit_iter, None)
+            if unit is None:
+                return
+            self._pool.submit(unit)
+            self._in_flight += 1
+        self._stats.in_flight = self._in_flight
+
+    def _take(self, epoch: int, index: int) -> UnitResult:
+        """The result of unit ``index`` of ``epoch``, waiting for it if needed (plan order)."""
+        key = (epoch, index)
+        self._top_up()
+        assert self._pool is not None
+        while key not in self._results:
+            start = time.perf_counter()
+            result = self._pool.get()
+            self._stats.wait_s += time.perf_counter() - start
+            self._results[(result.unit.epoch, result.unit.index)] = result
+        result = self._results.pop(key)
+        self._in_flight -= 1
+        self._top_up()  # keep the workers busy while this chunk is consumed
+        self._account(result)
+        return result
+
+    def _account(self, result: UnitResult) -> None:
+        stats = self._stats
+        stats.units += 1
+        stats.bytes_read += result.nbytes
+        stats.worker_busy_s[result.worker] += result.busy_s
+        if result.skipped:
+            stats.add_skipped(result.skipped)
+        if result.error is not None:
+            exc = result.error
+            unit = result.unit
+            exc.add_note(
+                f"PyLoader: {result.stage} failed on {describe(unit)} (epoch {unit.epoch}, unit {unit.index}, "
+                f"worker {result.worker})"
+            )
+            if result.remote_traceback:
+                exc.add_note(f"Worker traceback:\n{result.remote_traceback}")
+            raise exc
+
+    # -- batching ------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._run()
+
+    def _run(self) -> Iterator[Any]:
+        if self._closed:
+            return
+        o = self._options
+        self._pool = make_pool(
+            o.num_workers, o.worker_type, self._reader, self._dataset, skip=o.on_error == "skip",
+            start_method=o.start_method,
+        )
+        self._submit_iter = self._units()
+        try:
+            for i in range(len(self._plan_makers)):
+                plan = self._plan(i)
+                self._stats.dropped_samples += plan.dropped
+                for batch in self._epoch(plan):
+                    self.epoch = self._stats.epoch = plan.epoch
+                    yield batch
+                self._plans.pop(i, None)
+                if self._stats.skipped_count:
+                    logger.info("epoch %d done; %d records skipped so far", plan.epoch, self._stats.skipped_count)
+        finally:
+            self.close()
+
+    def _pieces(self, plan: EpochPlan) -> Iterator[Piece]:
+        window = plan.shuffle_buffer if plan.shuffle_buffer > 1 else 1
+        units = plan.units
+        for w, first in enumerate(range(0, len(units), window)):
+            results = [self._take(plan.epoch, u.index) for u in units[first : first + window]]
+            results = [r for r in results if r.num_samples > 0]
+            if window == 1 or len(results) <= 1:
+                for r in results:
+                    assert r.columns is not None
+                    yield Piece(r.columns, slice(0, r.num_samples), describe(r.unit))
+                continue
+            merged, total = _concat([(r.columns, slice(0, r.num_samples), describe(r.unit)) for r in results])
+            del results  # the window's chunks now live only in ``merged``
+            perm = np.random.default_rng(plan.window_seed(w)).permutation(total)
+            yield Piece(merged, perm, f"shuffle window {w} of epoch {plan.epoch}")
+
+    def _epoch(self, plan: EpochPlan) -> Iterator[Any]:
+        size = self._batch_size
+        pending: list[Piece] = []
+        count = 0
+        for piece in self._pieces(plan):
+            pos, n = 0, len(piece)
+            while pos < n:
+                step = min(size - count, n - pos)
+                pending.append(Piece(piece.columns, _sub(piece.selection, pos, pos + step), piece.source))
+                pos += step
+                count += step
+                if count == size:
+                    batch = self._collate(pending, count, plan.epoch)
+                    pending, count = [], 0
+                    if batch is not None:
+                        yield batch
+        if count and not self._options.drop_last:
+            batch = self._collate(pending, count, plan.epoch)
+            if batch is not None:
+                yield batch
+
+    def _collate(self, pieces: list[Piece], count: int, epoch: int) -> Any:
+        raw, _ = _concat([(p.columns, p.selection, p.source) for p in pieces])
+        try:
+            batch = self._collator.collate_batch(raw)
+        except Exception as exc:
+            sources = sorted({p.source for p in pieces})
+            if self._options.on_error != "skip":
+                exc.add_note(f"PyLoader: collate_batch failed on a batch of {count} samples from {sources}")
+                raise
+            self._stats.skipped_batches += 1
+            self._stats.add_skipped([SkippedItem(s, None, f"collate_batch: {type(exc).__name__}: {exc}") for s in sources])
+            return None
+        self._stats.samples += count
+        self._stats.batches += 1
+        return batch
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the workers and drop buffered chunks; idempotent."""
+        self._closed = True
+        pool, self._pool = self._pool, None
+        self._results.clear()
+        if pool is not None:
+            pool.close()
+
+    def workers_alive(self) -> int:
+        return 0 if self._pool is None else self._pool.alive()
+
+
+def _sub(selection: slice | np.ndarray, a: int, b: int) -> slice | np.ndarray:
+    if isinstance(selection, slice):
+        return slice(selection.start + a, selection.start + b)
+    return selection[a:b]
+
+
+def _concat(parts: list[tuple[Columns, slice | np.ndarray, str]]) -> tuple[Columns, int]:
+    """One set of columns from the selected samples of several chunks (a view when there is one slice)."""
+    first_cols, _, first_src = parts[0]
+    keys = list(first_cols)
+    for cols, _, src in parts[1:]:
+        if list(cols) != keys and set(cols) != set(keys):
+            raise DataFormatError(
+                f"batch_encode returned keys {sorted(cols)} for {src} but {sorted(keys)} for {first_src} (schema drift)"
+            )
+    if len(parts) == 1:
+        cols, sel, _ = parts[0]
+        out = take(cols, sel)
+        return out, len(next(iter(out.values()))) if out else 0
+    merged: Columns = {}
+    for key in keys:
+        chunks = [take({key: cols[key]}, sel)[key] for cols, sel, _ in parts]
+        if all(isinstance(c, np.ndarray) for c in chunks):
+            try:
+                merged[key] = np.concatenate(chunks)
+                continue
+            except ValueError as exc:
+                shapes = {src: c.shape[1:] for c, (_, _, src) in zip(chunks, parts)}
+                raise DataFormatError(f"key {key!r} has different sample shapes across chunks {shapes}: {exc}") from None
+        flat: list[Any] = []
+        for c in chunks:
+            flat.extend(c.tolist() if isinstance(c, np.ndarray) and c.dtype.kind in "OUS" else c)
+        merged[key] = flat
+    total = len(next(iter(merged.values()))) if merged else 0
+    return merged, total

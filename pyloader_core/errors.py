@@ -1,0 +1,76 @@
+"""Exception classes raised by PyLoader.
+
+Every error PyLoader raises on its own account derives from :class:`PyLoaderError`, so
+``except PyLoaderError`` catches them all. Errors raised by user code (``read_file``,
+``batch_encode``, ``collate_batch``) keep their original type; PyLoader only adds a note
+(``BaseException.add_note``) naming the file, the record and the worker.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DataFormatError",
+    "NoFilesError",
+    "PyLoaderError",
+    "SampleCountError",
+    "WorkerDiedError",
+    "WorkerError",
+]
+
+
+class PyLoaderError(Exception):
+    """Base class of every error PyLoader raises itself."""
+
+
+class ConfigError(PyLoaderError, ValueError):
+    """An option has a bad value; the message names the option, the value and the rule."""
+
+
+class NoFilesError(PyLoaderError, FileNotFoundError):
+    """``data_dir`` matched no data files."""
+
+
+class DataFormatError(PyLoaderError, ValueError):
+    """A chunk file's content is malformed.
+
+    ``path`` is the file and ``record`` the 1-based line/row/record number where known.
+    """
+
+    def __init__(self, message: str, path: str | None = None, record: int | None = None) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}"
+            if record is not None:
+                where += f", record {record}"
+            where += ": "
+        super().__init__(where + message)
+        self.path = path
+        self.record = record
+
+    def __reduce__(self):  # keep path/record when pickled across processes
+        return (_rebuild_data_format_error, (self.args[0], self.path, self.record))
+
+
+def _rebuild_data_format_error(text: str, path: str | None, record: int | None) -> DataFormatError:
+    err = DataFormatError.__new__(DataFormatError)
+    Exception.__init__(err, text)
+    err.path = path
+    err.record = record
+    return err
+
+
+class SampleCountError(DataFormatError):
+    """``read_file`` or ``batch_encode`` returned lists whose lengths disagree with ``n_sample``."""
+
+
+class WorkerError(PyLoaderError):
+    """A worker failed in a way that cannot be expressed as the user's own exception.
+
+    Raised when a worker's exception could not be sent back (it was not picklable); the
+    message carries the original type name, message and traceback text.
+    """
+
+
+class WorkerDiedError(WorkerError):
+    """A worker process ended without reporting (killed, crashed); names its exit code."""

@@ -1,0 +1,236 @@
+"""The user-facing :class:`DataLoader` (the original PyLoader API, kept signature for signature)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pyloader_core.collator import DataCollator, NumpyDataCollator
+from pyloader_core.dataset import Dataset
+from pyloader_core.engine import BatchStream
+from pyloader_core.errors import ConfigError
+from pyloader_core.files import list_files
+from pyloader_core.options import LoaderOptions
+from pyloader_core.plan import EpochPlan, Shard, plan_epoch
+from pyloader_core.reader import DataReader, check_columns
+from pyloader_core.stats import LoaderStats
+
+__all__ = ["DataLoader", "LoaderIterator"]
+
+logger = logging.getLogger(__name__)
+
+DataDir = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+
+
+class LoaderIterator:
+    """One pass over some epochs; owns its worker pool.
+
+    Closing it (``close()``, exhaustion, an exception, ``break`` then garbage collection, or interpreter
+    exit) stops every worker. Holding no reference to it is enough to stop it.
+    """
+
+    def __init__(self, stream: BatchStream) -> None:
+        self._stream = stream
+        self._gen = iter(stream)
+        # The generator and the pool never refer back to this object, so dropping it finalizes at once.
+        self._finalizer = weakref.finalize(self, stream.close)
+
+    def __iter__(self) -> LoaderIterator:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._gen)
+
+    @property
+    def epoch(self) -> int:
+        """0-based epoch of the batch last returned (-1 before the first)."""
+        return self._stream.epoch
+
+    def workers_alive(self) -> int:
+        """Running background workers (0 once closed)."""
+        return self._stream.workers_alive()
+
+    def close(self) -> None:
+        """Stop the workers; idempotent."""
+        self._gen.close()
+        self._finalizer()
+
+    def __enter__(self) -> LoaderIterator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DataLoader:
+    """Iterates batches of chunk files that background workers read and encode.
+
+    Memory is bounded by the chunks in flight (``max_queue_size``, plus ``shuffle_buffer`` chunks
+    being mixed), never by the dataset's size. The stream is a pure function of the seed, epoch and
+    options: the number of workers and their timing never change it.
+
+    Args:
+        datareader: reads one chunk file (a :class:`DataReader`, or a built-in reader's name).
+        dataset: encodes a chunk's samples in the workers (``None``: pass through).
+        datacollator: turns a batch into model inputs in the consumer (``None``: :class:`NumpyDataCollator`).
+        data_dir: a directory (walked recursively), a glob, a file, or a list of them.
+        num_epoch, max_queue_size, shuffle, random_seed: as in the original PyLoader.
+        **options: any other :class:`LoaderOptions` field (``num_workers``, ``worker_type``,
+            ``shuffle_buffer``, ``drop_last``, ``on_error``, ``rank``, ``world_size``, ...).
+
+    Example::
+
+        from pyloader_core import DataLoader, JsonLineDataReader, TextDataset, NumpyDataCollator
+
+        loader = DataLoader(JsonLineDataReader(batch_size=32), TextDataset("vocab.txt"), NumpyDataCollator(),
+                            "data/", num_epoch=3, shuffle=True, num_workers=2, worker_type="process")
+        with loader:
+            for batch in loader:
+                train_step(batch["input_ids"], batch["label"])
+    """
+
+    def __init__(
+        self,
+        datareader: DataReader | str,
+        dataset: Dataset | None = None,
+        datacollator: DataCollator | None = None,
+        data_dir: DataDir | None = None,
+        num_epoch: int = 1,
+        max_queue_size: int = 10,
+        shuffle: bool = False,
+        random_seed: int = 42,
+        **options: Any,
+    ) -> None:
+        if isinstance(datareader, str):
+            from pyloader_core.readers import get_reader
+
+            datareader = get_reader(datareader)
+        if not isinstance(datareader, DataReader):
+            raise ConfigError(f"datareader must be a DataReader, got {type(datareader).__name__}")
+        if dataset is not None and not isinstance(dataset, Dataset):
+            raise ConfigError(f"dataset must be a pyloader_core.Dataset, got {type(dataset).__name__}")
+        if datacollator is not None and not isinstance(datacollator, DataCollator):
+            raise ConfigError(f"datacollator must be a pyloader_core.DataCollator, got {type(datacollator).__name__}")
+        if data_dir is None:
+            raise ConfigError("data_dir is required: a directory, a glob, a file or a list of files")
+        try:
+            self.options = LoaderOptions(
+                num_epoch=num_epoch, max_queue_size=max_queue_size, shuffle=shuffle, random_seed=random_seed, **options
+            )
+        except TypeError as exc:
+            raise ConfigError(f"{exc}; valid options: {sorted(LoaderOptions.__dataclass_fields__)}") from None
+        self.datareader = datareader
+        self.dataset = dataset if dataset is not None else Dataset()
+        self.datacollator = datacollator if datacollator is not None else NumpyDataCollator()
+        self.files: list[str] = list_files(data_dir)
+        self.batch_size: int = self.options.batch_size or datareader.batch_size
+        self._counts: list[int] | None = None
+        self._stats = LoaderStats()
+        self._iterators: weakref.WeakSet[LoaderIterator] = weakref.WeakSet()
+        self._default: LoaderIterator | None = None
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def sample_counts(self, *, read_if_unknown: bool = True) -> list[int] | None:
+        """Every file's sample count, from the reader's ``count_samples`` (cached).
+
+        Files the reader cannot count are read in full when ``read_if_unknown``; otherwise ``None``.
+        """
+        if self._counts is not None:
+            return self._counts
+        counts: list[int] = []
+        for path in self.files:
+            n = self.datareader.count_samples(path)
+            if n is None:
+                if not read_if_unknown:
+                    return None
+                logger.info("counting samples of %s by reading it (the reader has no count_samples)", path)
+                columns, n = self.datareader.read_file(path)
+                n = check_columns(columns, n, path, "read_file")
+            counts.append(int(n))
+        self._counts = counts
+        return counts
+
+    def plan(self, epoch: int, worker: Shard = Shard()) -> EpochPlan:
+        """The plan of ``epoch`` (0-based) for this rank and ``worker`` shard; a pure function."""
+        o = self.options
+        rank = Shard(o.rank, o.world_size)
+        need_counts = o.world_size > 1 or worker.count > len(self.files)
+        return plan_epoch(
+            self.files,
+            seed=o.random_seed,
+            epoch=epoch,
+            shuffle=o.shuffle,
+            shuffle_samples=self.datareader.shuffle,
+            shuffle_buffer=o.shuffle_buffer,
+            rank=rank,
+            worker=worker,
+            counts=self.sample_counts() if need_counts else self._counts,
+        )
+
+    def batches_per_epoch(self, epoch: int = 0) -> int:
+        """Batches one epoch yields; needs sample counts (raises ``TypeError`` when they are unknown)."""
+        if self.options.world_size == 1 and self.sample_counts(read_if_unknown=False) is None:
+            raise TypeError(
+                f"len() needs sample counts, and {type(self.datareader).__name__} cannot count without reading "
+                "(implement count_samples)"
+            )
+        plan = self.plan(epoch)
+        n = plan.num_samples if plan.num_samples is not None else sum(self._counts or [])
+        return n // self.batch_size if self.options.drop_last else -(-n // self.batch_size)
+
+    def __len__(self) -> int:
+        """Batches a full ``for batch in loader`` yields: ``num_epoch`` epochs."""
+        return self.options.num_epoch * self.batches_per_epoch()
+
+    # -- iteration ------------------------------------------------------------------------------
+
+    def iter_epochs(self, epochs: Iterable[int], worker: Shard = Shard()) -> LoaderIterator:
+        """An iterator over the batches of ``epochs`` (0-based) for ``worker``'s shard, with its own workers."""
+        makers = [functools.partial(self.plan, e, worker) for e in epochs]
+        stream = BatchStream(
+            reader=self.datareader,
+            dataset=self.dataset,
+            collator=self.datacollator,
+            options=self.options,
+            batch_size=self.batch_size,
+            plans=makers,
+            stats=self._stats,
+        )
+        it = LoaderIterator(stream)
+        self._iterators.add(it)
+        return it
+
+    def __iter__(self) -> Iterator[Any]:
+        """Batches of all ``num_epoch`` epochs, from the first; each call starts a new pass."""
+        return self.iter_epochs(range(self.options.num_epoch))
+
+    def get_batch(self) -> Any:
+        """The next batch of the loader's own pass (started on first call); ``StopIteration`` at the end."""
+        if self._default is None:
+            self._default = self.iter_epochs(range(self.options.num_epoch))
+        return next(self._default)
+
+    def get_epoch(self) -> int:
+        """1-based number of the epoch the latest batch came from (0 before any), as the original API."""
+        return self._stats.epoch + 1
+
+    def stats(self) -> dict[str, Any]:
+        """Counters over every pass so far: samples, batches, bytes read, consumer wait time, skips..."""
+        return self._stats.snapshot()
+
+    def close(self) -> None:
+        """Stop every pass's workers; idempotent. The loader can be iterated again afterwards."""
+        for it in list(self._iterators):
+            it.close()
+        self._default = None
+
+    def __enter__(self) -> DataLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

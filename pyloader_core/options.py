@@ -1,0 +1,77 @@
+"""The loader's options as one frozen, keyword-only dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pyloader_core.errors import ConfigError
+
+__all__ = ["LoaderOptions"]
+
+_WORKER_TYPES = ("thread", "process")
+_ON_ERROR = ("raise", "skip")
+_START_METHODS = ("spawn", "forkserver", "fork")
+
+
+def _int_option(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoaderOptions:
+    """Everything that shapes a loader's stream, validated on construction.
+
+    Attributes:
+        num_epoch: epochs one ``for batch in loader`` runs through.
+        max_queue_size: chunks in flight at most (submitted to workers and not yet consumed): the
+            memory bound, together with ``shuffle_buffer``.
+        shuffle: shuffle the file order per epoch and the samples within each chunk.
+        random_seed: drives every shuffle: same seed, same stream, whatever the workers.
+        num_workers: background workers (0: read in the consumer's thread).
+        worker_type: ``"thread"`` (I/O-bound or GIL-releasing work) or ``"process"`` (CPU-bound encoding).
+        start_method: multiprocessing start method for process workers.
+        shuffle_buffer: mix the samples of this many consecutive chunks (0 or 1: no mixing).
+        batch_size: overrides the reader's ``batch_size``.
+        drop_last: drop each epoch's last, short batch.
+        on_error: ``"raise"``, or ``"skip"`` to skip (and count) bad records, files and batches.
+        rank / world_size: this process's share of each epoch (equal for every rank).
+
+    Example::
+
+        LoaderOptions(num_workers=2, worker_type="process", shuffle=True)
+    """
+
+    num_epoch: int = 1
+    max_queue_size: int = 10
+    shuffle: bool = False
+    random_seed: int = 42
+    num_workers: int = 1
+    worker_type: str = "thread"
+    start_method: str = "spawn"
+    shuffle_buffer: int = 0
+    batch_size: int | None = None
+    drop_last: bool = False
+    on_error: str = "raise"
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self) -> None:
+        _int_option("num_epoch", self.num_epoch, 0)
+        _int_option("max_queue_size", self.max_queue_size, 1)
+        _int_option("num_workers", self.num_workers, 0)
+        _int_option("shuffle_buffer", self.shuffle_buffer, 0)
+        _int_option("world_size", self.world_size, 1)
+        _int_option("rank", self.rank, 0)
+        if isinstance(self.random_seed, bool) or not isinstance(self.random_seed, int):
+            raise ConfigError(f"random_seed must be an int, got {self.random_seed!r}")
+        if self.batch_size is not None:
+            _int_option("batch_size", self.batch_size, 1)
+        if self.rank >= self.world_size:
+            raise ConfigError(f"rank must be < world_size, got rank={self.rank}, world_size={self.world_size}")
+        if self.worker_type not in _WORKER_TYPES:
+            raise ConfigError(f"worker_type must be one of {_WORKER_TYPES}, got {self.worker_type!r}")
+        if self.on_error not in _ON_ERROR:
+            raise ConfigError(f"on_error must be one of {_ON_ERROR}, got {self.on_error!r}")
+        if self.start_method not in _START_METHODS:
+            raise ConfigError(f"start_method must be one of {_START_METHODS}, got {self.start_method!r}")

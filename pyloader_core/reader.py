@@ -1,0 +1,83 @@
+"""The abstract :class:`DataReader`: how one chunk file becomes a dict of columns."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+from pyloader_core.errors import ConfigError, SampleCountError
+
+__all__ = ["Columns", "DataReader", "check_columns"]
+
+#: A chunk's samples as columns: each key maps to a list (or numpy array) of ``n`` values.
+Columns = dict[str, Sequence[Any]]
+
+
+class DataReader(abc.ABC):
+    """Reads one chunk file into columns. Subclass it and implement :meth:`read_file`.
+
+    Args:
+        batch_size: samples per batch yielded by the loader.
+        shuffle: also shuffle the samples within each chunk (the loader's own ``shuffle``
+            turns this on too). The loader's ``random_seed`` drives every shuffle, so results
+            are reproducible whatever the number of workers.
+        random_seed: kept for compatibility with the original API; the loader's seed wins.
+
+    Example::
+
+        class MyReader(DataReader):
+            def read_file(self, path):
+                with open(path) as f:
+                    lines = f.read().splitlines()
+                return {"text": lines}, len(lines)
+
+        reader = MyReader(batch_size=32)
+    """
+
+    def __init__(self, batch_size: int = 16, shuffle: bool = False, random_seed: int = 42) -> None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.shuffle = bool(shuffle)
+        self.random_seed = random_seed
+
+    @abc.abstractmethod
+    def read_file(self, path: str) -> tuple[Columns, int]:
+        """Read the chunk at ``path``.
+
+        Returns:
+            ``(columns, n_sample)``: a dict of equally long lists (or arrays), and their length.
+        """
+
+    def count_samples(self, path: str) -> int | None:
+        """The number of samples in ``path`` without decoding it, or ``None`` if unknown.
+
+        Used for ``len(loader)`` and for exact sharding across ranks; override it when
+        counting is cheaper than reading (line counts, file metadata).
+        """
+        return None
+
+
+def check_columns(columns: Any, n_sample: Any, path: str, stage: str) -> int:
+    """Validate ``(columns, n_sample)`` from ``stage`` and return ``n_sample``.
+
+    Raises :class:`SampleCountError` naming the file and the key when they disagree.
+    """
+    if not isinstance(columns, dict):
+        raise SampleCountError(f"{stage} must return a dict of lists, got {type(columns).__name__}", path)
+    if isinstance(n_sample, bool) or not isinstance(n_sample, int) or n_sample < 0:
+        try:
+            n_sample = int(n_sample)  # numpy integers
+        except (TypeError, ValueError):
+            raise SampleCountError(f"{stage} returned n_sample={n_sample!r}, expected an int >= 0", path) from None
+    for key, values in columns.items():
+        try:
+            length = len(values)
+        except TypeError:
+            raise SampleCountError(
+                f"{stage} returned key {key!r} of type {type(values).__name__}, which has no length", path
+            ) from None
+        if length != n_sample:
+            raise SampleCountError(f"{stage} returned key {key!r} with {length} values but n_sample={n_sample}", path)
+    return n_sample

@@ -1,0 +1,115 @@
+"""Handing numpy arrays from worker processes to the consumer through shared memory.
+
+A worker writes every numeric array of a result into one file under ``/dev/shm`` and sends only its
+name and the arrays' layout; the consumer maps the file, unlinks it at once and wraps the mapping in
+arrays (no copy, no pickling). The mapping is freed when the last array that uses it is. Files a
+consumer never received are removed by :func:`unlink_leftovers` after the workers have stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import mmap
+import os
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SHM_DIR", "ShmArray", "attach", "discard", "pack", "shm_available", "unlink_leftovers"]
+
+SHM_DIR = "/dev/shm"
+_MIN_BYTES = 1 << 16  # below this, pickling through the pipe is as cheap
+_ALIGN = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class ShmArray:
+    """Where one array lies in a shared-memory file."""
+
+    name: str
+    offset: int
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def shm_available() -> bool:
+    return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)
+
+
+def _shareable(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and value.dtype.kind in "biufcmMUS"
+
+
+def pack(columns: dict[str, Any], prefix: str, seq: int) -> dict[str, Any]:
+    """Move the numeric arrays of ``columns`` into one shared-memory file named ``prefix-seq``."""
+    arrays = {k: np.ascontiguousarray(v) for k, v in columns.items() if _shareable(v)}
+    total = sum(-(-a.nbytes // _ALIGN) * _ALIGN for a in arrays.values())
+    if total < _MIN_BYTES:
+        return columns
+    name = f"{prefix}-{seq}"
+    path = os.path.join(SHM_DIR, name)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.ftruncate(fd, total)
+        with mmap.mmap(fd, total) as mm:
+            out = dict(columns)
+            offset = 0
+            for key, arr in arrays.items():
+                view = np.frombuffer(mm, dtype=arr.dtype, count=arr.size, offset=offset)
+                view[...] = arr.reshape(-1)
+                del view  # release the export before the mapping closes
+                out[key] = ShmArray(name, offset, arr.dtype.str, arr.shape)
+                offset += -(-arr.nbytes // _ALIGN) * _ALIGN
+    except BaseException:
+        os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
+    return out
+
+
+def attach(columns: dict[str, Any]) -> dict[str, Any]:
+    """Turn the :class:`ShmArray` entries of ``columns`` back into arrays (unlinking the file)."""
+    refs = {k: v for k, v in columns.items() if isinstance(v, ShmArray)}
+    if not refs:
+        return columns
+    name = next(iter(refs.values())).name
+    path = os.path.join(SHM_DIR, name)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        mm = mmap.mmap(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+        os.unlink(path)  # the mapping stays valid; the memory goes when the last array does
+    out = dict(columns)
+    for key, ref in refs.items():
+        dtype = np.dtype(ref.dtype)
+        count = int(np.prod(ref.shape, dtype=np.int64))
+        out[key] = np.frombuffer(mm, dtype=dtype, count=count, offset=ref.offset).reshape(ref.shape)
+    return out
+
+
+def discard(columns: dict[str, Any] | None) -> None:
+    """Unlink the shared-memory file of a result that will never be attached."""
+    if not columns:
+        return
+    for value in columns.values():
+        if isinstance(value, ShmArray):
+            try:
+                os.unlink(os.path.join(SHM_DIR, value.name))
+            except FileNotFoundError:
+                pass
+            return
+
+
+def unlink_leftovers(prefix: str) -> int:
+    """Remove every file of ``prefix``; returns how many there were."""
+    count = 0
+    for path in glob.glob(os.path.join(SHM_DIR, glob.escape(prefix) + "-*")):
+        try:
+            os.unlink(path)
+            count += 1
+        except FileNotFoundError:
+            pass
+    return count
