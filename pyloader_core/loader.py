@@ -170,6 +170,7 @@ class DataLoader:
             rank=rank,
             worker=worker,
             counts=self.sample_counts() if need_counts else self._counts,
+            align=self.batch_size,
         )
 
     def batches_per_epoch(self, epoch: int = 0) -> int:

@@ -112,14 +112,16 @@ def plan_epoch(
     rank: Shard = Shard(),
     worker: Shard = Shard(),
     counts: Sequence[int] | None = None,
+    align: int = 1,
 ) -> EpochPlan:
     """Plan ``epoch`` for one (rank, worker) shard.
 
     Files are ordered (shuffled per epoch with ``shuffle``) into one sample stream. With several
     ranks, each rank gets an equal contiguous range of ``total // ranks`` samples of that stream
     (the remainder is dropped and counted in ``dropped``); within a rank, workers get contiguous
-    ranges differing by at most one sample. That needs ``counts``; with one rank and no counts,
-    whole files are dealt to workers round-robin.
+    ranges of whole ``align``-sample blocks (pass the batch size, so that only the rank's last batch
+    can be short). That needs ``counts``; with one rank and no counts, whole files are dealt to
+    workers round-robin.
 
     Example::
 
@@ -148,7 +150,11 @@ def plan_epoch(
     total = int(sizes.sum())
     per_rank = total // rank.count
     dropped = total - per_rank * rank.count
-    lo, hi = _split(per_rank, worker)
+    if align < 1:
+        raise ConfigError(f"align must be >= 1, got {align}")
+    blocks = -(-per_rank // align)
+    b_lo, b_hi = _split(blocks, worker)
+    lo, hi = min(b_lo * align, per_rank), min(b_hi * align, per_rank)
     lo, hi = lo + rank.index * per_rank, hi + rank.index * per_rank
     ends = np.cumsum(sizes)
     starts = ends - sizes
