@@ -1,0 +1,150 @@
+"""Open plain, gzip (``.gz``) and zstandard (``.zst``/``.zstd``) files for binary line reading.
+
+Shared by the line-based readers (:mod:`~pyloader_core.readers.jsonl`,
+:mod:`~pyloader_core.readers.text`, :mod:`~pyloader_core.readers.csv`). The compression is chosen
+from the file name's suffix (case-insensitive); anything else is opened as a plain file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import gzip
+import io
+import zlib
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from pyloader_core.errors import ConfigError, DataFormatError
+
+__all__ = ["DECOMPRESSION_ERRORS", "check_line_encoding", "iter_lines", "open_binary"]
+
+_GZIP_SUFFIXES = (".gz", ".gzip")
+_ZSTD_SUFFIXES = (".zst", ".zstd")
+
+#: Exceptions raised when compressed data turns out to be corrupt or truncated mid-stream.
+DECOMPRESSION_ERRORS: tuple[type[BaseException], ...] = (gzip.BadGzipFile, EOFError, zlib.error)
+
+
+def _zstd_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import zstandard
+    except ImportError:
+        return ()
+    return (zstandard.ZstdError,)
+
+
+def open_binary(path: str) -> BinaryIO:
+    """Open ``path`` for reading bytes, decompressing ``.gz`` and ``.zst`` files transparently.
+
+    Raises:
+        ImportError: ``path`` ends in ``.zst`` and the ``zstandard`` module is not installed.
+
+    Example::
+
+        with open_binary("part-0001.jsonl.gz") as f:
+            for line in f:
+                ...
+    """
+    lower = str(path).lower()
+    if lower.endswith(_GZIP_SUFFIXES):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if lower.endswith(_ZSTD_SUFFIXES):
+        try:
+            import zstandard
+        except ImportError:
+            raise ImportError(
+                f"{path}: reading zstandard-compressed (.zst) files needs the 'zstandard' module: pip install zstandard"
+            ) from None
+        return io.BufferedReader(_ZstdRawReader(open(path, "rb"), zstandard), buffer_size=_CHUNK)
+    return open(path, "rb")
+
+
+_CHUNK = 1 << 17
+
+
+class _ZstdRawReader(io.RawIOBase):
+    """Decompresses every zstd frame of a file, and notices a file cut inside a frame.
+
+    ``zstandard``'s own ``stream_reader`` stops after the first frame by default and treats a
+    truncated frame as a normal end of file; both would lose samples silently.
+    """
+
+    def __init__(self, fh: BinaryIO, zstandard: Any) -> None:
+        super().__init__()
+        self._fh = fh
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self._dobj = self._new()
+        self._in_frame = False
+        self._out = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def _feed(self, data: bytes) -> bytes:
+        parts = []
+        while data:
+            parts.append(self._dobj.decompress(data))
+            if self._dobj.eof:  # frame complete: the rest (if any) starts a new frame
+                data = self._dobj.unused_data
+                self._dobj = self._new()
+                self._in_frame = False
+            else:
+                data = b""
+                self._in_frame = True
+        return b"".join(parts)
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._out:
+            chunk = self._fh.read(_CHUNK)
+            if not chunk:
+                if self._in_frame:
+                    raise EOFError("zstd file ended inside a frame (truncated)")
+                return 0
+            self._out = memoryview(self._feed(chunk))
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._fh.close()
+        super().close()
+
+
+def check_line_encoding(encoding: str) -> str:
+    """Validate ``encoding`` for binary line splitting and return its canonical name.
+
+    The line readers split the raw bytes on ``b"\\n"`` before decoding, so the encoding must be
+    ASCII-compatible for newlines (UTF-8, Latin-1, cp1252, ...; not UTF-16/32).
+    """
+    try:
+        name = codecs.lookup(encoding).name
+    except (LookupError, TypeError):
+        raise ConfigError(f"encoding must be a known codec name, got {encoding!r}") from None
+    if "\n".encode(name) != b"\n" or "\r".encode(name) != b"\r":
+        raise ConfigError(
+            f"encoding {encoding!r} is not supported: line-based readers need an encoding that writes "
+            "'\\n' as the single byte 0x0A (e.g. utf-8, latin-1)"
+        )
+    return name
+
+
+@contextlib.contextmanager
+def iter_lines(path: str) -> Iterator[Iterator[bytes]]:
+    """Yield an iterator over the raw lines (newline kept) of ``path``, compressed or not.
+
+    Corrupt or truncated compressed data surfaces as a :class:`DataFormatError` naming the file.
+
+    Example::
+
+        with iter_lines(path) as lines:
+            n = sum(1 for line in lines if line.strip())
+    """
+    errors = DECOMPRESSION_ERRORS + _zstd_errors()
+    with open_binary(path) as f:
+        try:
+            yield iter(f)
+        except errors as exc:
+            raise DataFormatError(f"corrupt or truncated compressed data: {exc}", path) from exc

@@ -1,0 +1,175 @@
+"""NumPy chunks: ``.npy`` (one array, memory-mapped) and ``.npz`` (one column per array).
+
+Pickled content is never loaded: every read uses ``allow_pickle=False`` and object-dtype arrays
+are refused before any data is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from typing import IO, Any
+
+import numpy as np
+
+from pyloader_core.errors import ConfigError, DataFormatError
+from pyloader_core.reader import Columns, DataReader
+
+__all__ = ["NumpyDataReader"]
+
+logger = logging.getLogger(__name__)
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK"
+
+
+def _read_header(f: IO[bytes], path: str, what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` from the ``.npy`` header at ``f``'s position."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            return fmt.read_array_header_1_0(f)
+        if version == (2, 0):
+            return fmt.read_array_header_2_0(f)
+        if version == (3, 0) and hasattr(fmt, "_read_array_header"):  # utf-8 field names; no public reader
+            return fmt._read_array_header(f, version)
+        raise ValueError(f"unsupported .npy format version {version}")
+    except (ValueError, EOFError, OSError, SyntaxError) as exc:
+        raise DataFormatError(f"{what}: not a valid .npy array: {exc}", path) from exc
+
+
+def _check_header(shape: tuple[int, ...], dtype: np.dtype, path: str, what: str) -> int:
+    """Refuse pickled and 0-d arrays; return the sample count (first dimension)."""
+    if dtype.hasobject:
+        raise DataFormatError(
+            f"{what} has object dtype {dtype}, i.e. pickled content, which is refused "
+            "(PyLoader never unpickles data files)",
+            path,
+        )
+    if len(shape) == 0:
+        raise DataFormatError(f"{what} is a 0-d array (a scalar): it has no samples to index", path)
+    return int(shape[0])
+
+
+def _sniff(path: str) -> str:
+    with open(path, "rb") as f:
+        head = f.read(len(_NPY_MAGIC))
+    if head.startswith(_NPY_MAGIC):
+        return "npy"
+    if head.startswith(_ZIP_MAGIC):
+        return "npz"
+    raise DataFormatError("not a .npy or .npz file (no NumPy or zip magic bytes)", path)
+
+
+def _npz_members(zf: zipfile.ZipFile, path: str) -> list[tuple[str, str]]:
+    """``(key, member_name)`` for each array of the archive, in archive order."""
+    out = []
+    for member in zf.namelist():
+        if not member.endswith(".npy"):
+            raise DataFormatError(f"archive member {member!r} is not a .npy array", path)
+        out.append((member[: -len(".npy")], member))
+    return out
+
+
+class NumpyDataReader(DataReader):
+    """Reads ``.npy`` and ``.npz`` files into numpy columns.
+
+    * ``.npy``: one column, ``{key: array}``, memory-mapped read-only when ``mmap`` is true (so the
+      chunk is paged in only as batches touch it).
+    * ``.npz``: one column per array of the archive, named as in the archive; every array must
+      have the same first dimension (the sample axis). Arrays in a zip cannot be memory-mapped and
+      are loaded.
+
+    The format is told by the file's magic bytes, not its name. Object-dtype (pickled) arrays, 0-d
+    arrays, mismatched first dimensions and files that are not NumPy data give a
+    :class:`~pyloader_core.errors.DataFormatError` naming the file.
+
+    Args:
+        batch_size, shuffle, random_seed: see :class:`~pyloader_core.reader.DataReader`.
+        key: the column name of a ``.npy`` file's array.
+        mmap: memory-map ``.npy`` files instead of loading them.
+
+    Example::
+
+        reader = NumpyDataReader(batch_size=128, key="features")
+        columns, n = reader.read_file("data/part-0000.npy")
+        columns["features"].shape  # (n, 768)
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 16,
+        shuffle: bool = False,
+        random_seed: int = 42,
+        *,
+        key: str = "data",
+        mmap: bool = True,
+    ) -> None:
+        super().__init__(batch_size, shuffle, random_seed)
+        if not isinstance(key, str):
+            raise ConfigError(f"key must be a str, got {key!r}")
+        self.key = key
+        self.mmap = bool(mmap)
+
+    def read_file(self, path: str) -> tuple[Columns, int]:
+        """Read ``path``; returns ``({name: array}, n_sample)``."""
+        if _sniff(path) == "npy":
+            columns, n = self._read_npy(path)
+        else:
+            columns, n = self._read_npz(path)
+        logger.debug("read %d samples (%d arrays) from %s", n, len(columns), path)
+        return columns, n
+
+    def _read_npy(self, path: str) -> tuple[Columns, int]:
+        with open(path, "rb") as f:
+            shape, _, dtype = _read_header(f, path, "the file")
+        n = _check_header(shape, dtype, path, "the array")
+        try:
+            array = np.load(path, mmap_mode="r" if self.mmap else None, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as exc:  # truncated data, bad header
+            if isinstance(exc, (FileNotFoundError, PermissionError)):
+                raise
+            raise DataFormatError(f"cannot load the array: {exc}", path) from exc
+        return {self.key: array}, n
+
+    def _read_npz(self, path: str) -> tuple[Columns, int]:
+        columns: dict[str, Any] = {}
+        try:
+            with zipfile.ZipFile(path) as zf:
+                members = _npz_members(zf, path)
+                lengths = self._npz_lengths(zf, members, path)
+                for key, member in members:
+                    with zf.open(member) as f:
+                        columns[key] = np.lib.format.read_array(f, allow_pickle=False)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError) as exc:
+            if isinstance(exc, (DataFormatError, FileNotFoundError, PermissionError)):
+                raise
+            raise DataFormatError(f"not a valid .npz archive: {type(exc).__name__}: {exc}", path) from exc
+        return columns, (next(iter(lengths.values())) if lengths else 0)
+
+    @staticmethod
+    def _npz_lengths(zf: zipfile.ZipFile, members: list[tuple[str, str]], path: str) -> dict[str, int]:
+        """Check every array's header; return ``{key: first_dim}``, all equal."""
+        lengths: dict[str, int] = {}
+        for key, member in members:
+            with zf.open(member) as f:
+                shape, _, dtype = _read_header(f, path, f"array {key!r}")
+            lengths[key] = _check_header(shape, dtype, path, f"array {key!r}")
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"{k!r}: {v}" for k, v in lengths.items())
+            raise DataFormatError(f"the arrays' first dimensions differ ({detail})", path)
+        return lengths
+
+    def count_samples(self, path: str) -> int:
+        """The first dimension, from the ``.npy`` header or the ``.npz`` members' headers only."""
+        if _sniff(path) == "npy":
+            with open(path, "rb") as f:
+                shape, _, dtype = _read_header(f, path, "the file")
+            return _check_header(shape, dtype, path, "the array")
+        try:
+            with zipfile.ZipFile(path) as zf:
+                lengths = self._npz_lengths(zf, _npz_members(zf, path), path)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+            raise DataFormatError(f"not a valid .npz archive: {type(exc).__name__}: {exc}", path) from exc
+        return next(iter(lengths.values())) if lengths else 0

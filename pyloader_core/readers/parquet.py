@@ -1,0 +1,171 @@
+"""Apache Parquet chunks, read row group by row group (needs ``pyarrow``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pyloader_core.errors import ConfigError, DataFormatError
+from pyloader_core.reader import Columns, DataReader
+
+__all__ = ["ParquetDataReader"]
+
+logger = logging.getLogger(__name__)
+
+
+def _pyarrow() -> tuple[Any, Any]:
+    """Import ``pyarrow`` and ``pyarrow.parquet`` on first use."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise ImportError(
+            f"ParquetDataReader needs pyarrow, which could not be imported ({exc}): pip install pyloader[parquet]"
+        ) from exc
+    return pa, pq
+
+
+def _is_primitive(pa: Any, dtype: Any) -> bool:
+    """Types that fill a preallocated numpy array: integers, floats, booleans."""
+    return bool(pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype))
+
+
+#: OSError subclasses that are about the file system, not the file's content: let them through.
+_FS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def _is_data_error(pa: Any, exc: BaseException) -> bool:
+    """pyarrow reports corrupt content as ArrowException or as a plain OSError."""
+    if isinstance(exc, pa.ArrowException):
+        return True
+    return isinstance(exc, OSError) and not isinstance(exc, _FS_ERRORS)
+
+
+def _close(pf: Any) -> None:
+    close = getattr(pf, "close", None)  # ParquetFile.close: pyarrow >= 8
+    if close is not None:
+        close()
+
+
+class ParquetDataReader(DataReader):
+    """Reads Parquet files into columns, one row group at a time.
+
+    Integer, float and boolean columns come back as numpy arrays, preallocated from the row count
+    in the file's metadata and filled group by group, so the chunk is never held twice in memory.
+    Float nulls become ``NaN``; an integer or boolean column that holds a null becomes a Python list
+    with ``None`` for the nulls. Every other column (strings, binary, dates, decimals, lists,
+    structs) comes back as a Python list, extended per row group.
+
+    A file that is not valid Parquet gives a :class:`~pyloader_core.errors.DataFormatError` naming
+    the file; so does a requested column that the file lacks. ``pyarrow`` is imported only when a
+    file is read.
+
+    Args:
+        batch_size, shuffle, random_seed: see :class:`~pyloader_core.reader.DataReader`.
+        columns: the column names to read, in this order; ``None`` reads every column.
+
+    Example::
+
+        reader = ParquetDataReader(batch_size=256, columns=["text", "label"])
+        columns, n = reader.read_file("data/part-0000.parquet")
+        columns["label"].dtype  # dtype('int64')
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 16,
+        shuffle: bool = False,
+        random_seed: int = 42,
+        *,
+        columns: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(batch_size, shuffle, random_seed)
+        if columns is not None:
+            if isinstance(columns, (str, bytes)) or not all(isinstance(c, str) for c in columns):
+                raise ConfigError(f"columns must be a sequence of str, got {columns!r}")
+            columns = list(columns)
+            if len(set(columns)) != len(columns):
+                raise ConfigError(f"columns must not repeat a name, got {columns!r}")
+        self.columns: list[str] | None = columns
+
+    def _open(self, path: str) -> Any:
+        pa, pq = _pyarrow()
+        try:
+            return pq.ParquetFile(path)
+        except Exception as exc:
+            if _is_data_error(pa, exc):
+                raise DataFormatError(f"not a valid Parquet file: {exc}", path) from exc
+            raise
+
+    def read_file(self, path: str) -> tuple[Columns, int]:
+        """Read ``path``; returns ``({column: array_or_list}, n_sample)``."""
+        pa, _ = _pyarrow()
+        pf = self._open(path)
+        try:
+            return self._read(pa, pf, path)
+        except DataFormatError:
+            raise
+        except Exception as exc:
+            if _is_data_error(pa, exc):
+                raise DataFormatError(f"corrupt Parquet data: {exc}", path) from exc
+            raise
+        finally:
+            _close(pf)
+
+    def _read(self, pa: Any, pf: Any, path: str) -> tuple[Columns, int]:
+        schema = pf.schema_arrow
+        names: list[str] = list(schema.names)
+        if len(set(names)) != len(names):
+            raise DataFormatError(f"the file repeats column names: {names}", path)
+        if self.columns is not None:
+            missing = [c for c in self.columns if c not in names]
+            if missing:
+                raise DataFormatError(f"column(s) {missing} not in the file (it has {names})", path)
+            names = list(self.columns)
+        meta = pf.metadata
+        total = int(meta.num_rows)
+        out: dict[str, Any] = {}
+        for name in names:
+            dtype = schema.field(name).type
+            if _is_primitive(pa, dtype):
+                out[name] = np.empty(total, dtype=dtype.to_pandas_dtype())
+            else:
+                out[name] = []
+        pos = 0
+        for group in range(meta.num_row_groups):
+            table = pf.read_row_group(group, columns=names)
+            rows = table.num_rows
+            if pos + rows > total:
+                raise DataFormatError(f"row groups hold more rows than the metadata's {total}", path)
+            for name in names:
+                column = table.column(name)
+                values = out[name]
+                if isinstance(values, np.ndarray):
+                    if column.null_count and not pa.types.is_floating(column.type):
+                        # nulls do not fit an int/bool array: fall back to a list with None
+                        values = out[name] = values[:pos].tolist()
+                    else:
+                        start = pos
+                        for chunk in column.chunks:
+                            stop = start + len(chunk)
+                            values[start:stop] = chunk.to_numpy(zero_copy_only=False)
+                            start = stop
+                        continue
+                values.extend(column.to_pylist())
+            pos += rows
+            del table  # free the group before reading the next
+        if pos != total:
+            raise DataFormatError(f"row groups hold {pos} rows, the metadata says {total}", path)
+        logger.debug("read %d rows (%d row groups) from %s", total, meta.num_row_groups, path)
+        return out, total
+
+    def count_samples(self, path: str) -> int:
+        """The row count from the file's metadata (nothing is decoded)."""
+        pf = self._open(path)
+        try:
+            return int(pf.metadata.num_rows)
+        finally:
+            _close(pf)
