@@ -27,18 +27,37 @@ from pyloader_core.skips import SkippedItem
 from pyloader_core.stats import LoaderStats
 from pyloader_core.workers import WorkerPool, make_pool
 
-__all__ = ["BatchStream", "Piece"]
+__all__ = ["BatchStream", "Piece", "Position"]
 
 logger = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """Where a stream stands: the next sample is ``offset`` into shuffle window ``window`` of ``epoch``.
+
+    A window is ``shuffle_buffer`` consecutive units of the plan (one unit without a buffer). This is
+    all a checkpoint needs: the plan and every shuffle are re-derived from the seed, and windows
+    before ``window`` are never read again.
+    """
+
+    epoch: int
+    window: int = 0
+    offset: int = 0
+
+
 @dataclasses.dataclass
 class Piece:
-    """Some samples of one encoded chunk (or shuffle window): ``selection`` of ``columns``."""
+    """Some samples of one encoded chunk (or shuffle window): ``selection`` of ``columns``.
+
+    ``window`` is the plan window the samples come from and ``base`` the offset of the first one in it.
+    """
 
     columns: Columns
     selection: slice | np.ndarray
     source: str
+    window: int = 0
+    base: int = 0
 
     def __len__(self) -> int:
         if isinstance(self.selection, slice):
@@ -63,6 +82,7 @@ class BatchStream:
         batch_size: int,
         plans: Sequence[Callable[[], EpochPlan]],
         stats: LoaderStats,
+        start: Position | None = None,
     ) -> None:
         self._reader, self._dataset, self._collator = reader, dataset, collator
         self._options = options
@@ -75,7 +95,9 @@ class BatchStream:
         self._results: dict[tuple[int, int], UnitResult] = {}
         self._submit_iter: Iterator[Any] | None = None
         self._in_flight = 0
+        self._start = start
         self.epoch = -1  # epoch (0-based) of the batch last yielded
+        self.position: Position | None = start  # where the next batch starts (None: the first epoch's start)
 
     # -- pool and submission ---------------------------------------------------------------
 
@@ -84,9 +106,15 @@ class BatchStream:
             self._plans[i] = self._plan_makers[i]()
         return self._plans[i]
 
+    def _first_window(self, plan: EpochPlan) -> int:
+        start = self._start
+        return start.window if start is not None and start.epoch == plan.epoch else 0
+
     def _units(self) -> Iterator[Any]:
         for i in range(len(self._plan_makers)):
-            yield from self._plan(i).units
+            plan = self._plan(i)
+            # Windows before a resume position are never submitted, so never read.
+            yield from plan.units[self._first_window(plan) * _window_size(plan) :]
 
     def _top_up(self) -> None:
         assert self._pool is not None and self._submit_iter is not None
@@ -160,20 +188,27 @@ class BatchStream:
             self.close()
 
     def _pieces(self, plan: EpochPlan) -> Iterator[Piece]:
-        window = plan.shuffle_buffer if plan.shuffle_buffer > 1 else 1
+        size = _window_size(plan)
         units = plan.units
-        for w, first in enumerate(range(0, len(units), window)):
-            results = [self._take(plan.epoch, u.index) for u in units[first : first + window]]
+        skip_to = self._first_window(plan)
+        for w in range(skip_to, -(-len(units) // size)):
+            results = [self._take(plan.epoch, u.index) for u in units[w * size : (w + 1) * size]]
             results = [r for r in results if r.num_samples > 0]
-            if window == 1 or len(results) <= 1:
-                for r in results:
-                    assert r.columns is not None
-                    yield Piece(r.columns, slice(0, r.num_samples), describe(r.unit))
+            if not results:
                 continue
-            merged, total = _concat([(r.columns, slice(0, r.num_samples), describe(r.unit)) for r in results])
-            del results  # the window's chunks now live only in ``merged``
-            perm = np.random.default_rng(plan.window_seed(w)).permutation(total)
-            yield Piece(merged, perm, f"shuffle window {w} of epoch {plan.epoch}")
+            if len(results) == 1:
+                r = results[0]
+                assert r.columns is not None
+                piece = Piece(r.columns, slice(0, r.num_samples), describe(r.unit), w)
+            else:
+                merged, total = _concat([(r.columns, slice(0, r.num_samples), describe(r.unit)) for r in results])
+                del results  # the window's chunks now live only in ``merged``
+                perm = np.random.default_rng(plan.window_seed(w)).permutation(total)
+                piece = Piece(merged, perm, f"shuffle window {w} of epoch {plan.epoch}", w)
+            if w == skip_to and self._start is not None and self._start.epoch == plan.epoch and self._start.offset:
+                offset = self._start.offset
+                piece = Piece(piece.columns, _sub(piece.selection, offset, len(piece)), piece.source, w, offset)
+            yield piece
 
     def _epoch(self, plan: EpochPlan) -> Iterator[Any]:
         size = self._batch_size
@@ -183,16 +218,20 @@ class BatchStream:
             pos, n = 0, len(piece)
             while pos < n:
                 step = min(size - count, n - pos)
-                pending.append(Piece(piece.columns, _sub(piece.selection, pos, pos + step), piece.source))
+                pending.append(
+                    Piece(piece.columns, _sub(piece.selection, pos, pos + step), piece.source, piece.window, piece.base + pos)
+                )
                 pos += step
                 count += step
                 if count == size:
                     batch = self._collate(pending, count, plan.epoch)
+                    self.position = _after(plan.epoch, pending[-1])
                     pending, count = [], 0
                     if batch is not None:
                         yield batch
         if count and not self._options.drop_last:
             batch = self._collate(pending, count, plan.epoch)
+            self.position = _after(plan.epoch, pending[-1])
             if batch is not None:
                 yield batch
 
@@ -224,6 +263,15 @@ class BatchStream:
 
     def workers_alive(self) -> int:
         return 0 if self._pool is None else self._pool.alive()
+
+
+def _window_size(plan: EpochPlan) -> int:
+    return plan.shuffle_buffer if plan.shuffle_buffer > 1 else 1
+
+
+def _after(epoch: int, piece: Piece) -> Position:
+    """The position just after the last sample of ``piece``."""
+    return Position(epoch, piece.window, piece.base + len(piece))
 
 
 def _sub(selection: slice | np.ndarray, a: int, b: int) -> slice | np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pyloader_core.collator import DataCollator, NumpyDataCollator
 from pyloader_core.dataset import Dataset
-from pyloader_core.engine import BatchStream
+from pyloader_core.engine import BatchStream, Position
 from pyloader_core.errors import ConfigError
 from pyloader_core.files import list_files
 from pyloader_core.options import LoaderOptions
@@ -132,6 +132,8 @@ class DataLoader:
         self._stats = LoaderStats()
         self._iterators: weakref.WeakSet[LoaderIterator] = weakref.WeakSet()
         self._default: LoaderIterator | None = None
+        self._stream: BatchStream | None = None  # the latest pass's stream, for state_dict()
+        self._resume: Position | None = None
 
     # -- planning -------------------------------------------------------------------------------
 
@@ -169,7 +171,8 @@ class DataLoader:
             shuffle_buffer=o.shuffle_buffer,
             rank=rank,
             worker=worker,
-            counts=self.sample_counts() if need_counts else self._counts,
+            # The plan's shape must depend on the options only, never on whether counts are cached.
+            counts=self.sample_counts() if need_counts else None,
             align=self.batch_size,
         )
 
@@ -181,7 +184,7 @@ class DataLoader:
                 "(implement count_samples)"
             )
         plan = self.plan(epoch)
-        n = plan.num_samples if plan.num_samples is not None else sum(self._counts or [])
+        n = plan.num_samples if plan.num_samples is not None else sum(self.sample_counts() or [])
         return n // self.batch_size if self.options.drop_last else -(-n // self.batch_size)
 
     def __len__(self) -> int:
@@ -190,8 +193,13 @@ class DataLoader:
 
     # -- iteration ------------------------------------------------------------------------------
 
-    def iter_epochs(self, epochs: Iterable[int], worker: Shard = Shard()) -> LoaderIterator:
-        """An iterator over the batches of ``epochs`` (0-based) for ``worker``'s shard, with its own workers."""
+    def iter_epochs(
+        self, epochs: Iterable[int], worker: Shard = Shard(), start: Position | None = None
+    ) -> LoaderIterator:
+        """An iterator over the batches of ``epochs`` (0-based) for ``worker``'s shard, with its own workers.
+
+        ``start`` resumes inside the first of ``epochs`` (see :meth:`state_dict`).
+        """
         makers = [functools.partial(self.plan, e, worker) for e in epochs]
         stream = BatchStream(
             reader=self.datareader,
@@ -201,20 +209,84 @@ class DataLoader:
             batch_size=self.batch_size,
             plans=makers,
             stats=self._stats,
+            start=start,
         )
+        self._stream = stream
         it = LoaderIterator(stream)
         self._iterators.add(it)
         return it
 
     def __iter__(self) -> Iterator[Any]:
-        """Batches of all ``num_epoch`` epochs, from the first; each call starts a new pass."""
-        return self.iter_epochs(range(self.options.num_epoch))
+        """Batches of all ``num_epoch`` epochs; each call starts a new pass, from the first epoch or
+        from the position given to :meth:`load_state_dict`."""
+        start, self._resume = self._resume, None
+        first = start.epoch if start is not None else 0
+        return self.iter_epochs(range(first, self.options.num_epoch), start=start)
 
     def get_batch(self) -> Any:
         """The next batch of the loader's own pass (started on first call); ``StopIteration`` at the end."""
         if self._default is None:
-            self._default = self.iter_epochs(range(self.options.num_epoch))
+            self._default = iter(self)  # type: ignore[assignment]
+        assert self._default is not None
         return next(self._default)
+
+    # -- checkpointing --------------------------------------------------------------------------
+
+    def _fingerprint(self, worker: Shard = Shard()) -> dict[str, Any]:
+        o = self.options
+        return {
+            "random_seed": o.random_seed,
+            "shuffle": o.shuffle,
+            "reader_shuffle": self.datareader.shuffle,
+            "shuffle_buffer": o.shuffle_buffer,
+            "batch_size": self.batch_size,
+            "drop_last": o.drop_last,
+            "rank": o.rank,
+            "world_size": o.world_size,
+            "worker": [worker.index, worker.count],
+            "num_files": len(self.files),
+        }
+
+    def position_state(self, position: Position | None, worker: Shard = Shard()) -> dict[str, Any]:
+        """A JSON-serialisable state for ``position`` (``None``: the start of epoch 0)."""
+        pos = position or Position(0)
+        return {"version": 1, "epoch": pos.epoch, "window": pos.window, "offset": pos.offset, **self._fingerprint(worker)}
+
+    def position_from_state(self, state: dict[str, Any], worker: Shard = Shard()) -> Position:
+        """Check ``state`` was made by a loader with the same stream-shaping options; its position."""
+        if state.get("version") != 1:
+            raise ConfigError(f"unsupported loader state version {state.get('version')!r} (expected 1)")
+        expected = self._fingerprint(worker)
+        diff = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
+        if diff:
+            raise ConfigError(
+                "the state was saved by a loader with a different stream; (saved, now): "
+                + ", ".join(f"{k}={a!r}/{b!r}" for k, (a, b) in sorted(diff.items()))
+            )
+        return Position(int(state["epoch"]), int(state["window"]), int(state["offset"]))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the latest pass stands, as a small JSON-serialisable dict (a position, never data).
+
+        Resuming from it (:meth:`load_state_dict`, then iterating) yields exactly the batches an
+        uninterrupted pass would have yielded after that point, whatever the workers.
+
+        Example::
+
+            state = loader.state_dict()        # after any batch
+            json.dump(state, open("ckpt.json", "w"))
+            ...
+            loader.load_state_dict(json.load(open("ckpt.json")))
+            for batch in loader: ...           # continues where the state was taken
+        """
+        position = self._resume
+        if position is None and self._stream is not None:
+            position = self._stream.position
+        return self.position_state(position)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next pass start at ``state``'s position (raises :class:`ConfigError` on a mismatch)."""
+        self._resume = self.position_from_state(state)
 
     def get_epoch(self) -> int:
         """1-based number of the epoch the latest batch came from (0 before any), as the original API."""

@@ -260,3 +260,11 @@ def test_threads_are_named_and_counted(id_chunks):
     assert len(names) == 2 and it.workers_alive() == 2
     it.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("pyloader-")]
+
+
+def test_stream_does_not_depend_on_cached_counts(tmp_path):
+    data = write_id_chunks(tmp_path / "d", [5, 0, 9, 3, 7])
+    plain = ids_of(make(data, shuffle=True, shuffle_buffer=2))
+    counted = make(data, shuffle=True, shuffle_buffer=2)
+    assert len(counted) == 3  # caches the sample counts
+    assert ids_of(counted) == plain
