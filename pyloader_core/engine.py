@@ -96,6 +96,7 @@ class BatchStream:
         self._submit_iter: Iterator[Any] | None = None
         self._in_flight = 0
         self._start = start
+        self._schema: tuple[list[str], str] | None = None  # keys of the first chunk, and its source
         self.epoch = -1  # epoch (0-based) of the batch last yielded
         self.position: Position | None = start  # where the next batch starts (None: the first epoch's start)
 
@@ -140,7 +141,24 @@ class BatchStream:
         self._in_flight -= 1
         self._top_up()  # keep the workers busy while this chunk is consumed
         self._account(result)
+        self._check_schema(result)
         return result
+
+    def _check_schema(self, result: UnitResult) -> None:
+        """Every chunk must encode to the same keys as the first one (schema drift is an error or a skip)."""
+        if not result.num_samples or result.columns is None:
+            return
+        keys = sorted(result.columns)
+        if self._schema is None:
+            self._schema = (keys, describe(result.unit))
+            return
+        if keys == self._schema[0]:
+            return
+        message = f"schema drift: keys {keys} differ from {self._schema[0]} of {self._schema[1]}"
+        if self._options.on_error != "skip":
+            raise DataFormatError(message, describe(result.unit))
+        self._stats.add_skipped([SkippedItem(result.unit.path, None, message)])
+        result.columns, result.num_samples = {}, 0
 
     def _account(self, result: UnitResult) -> None:
         stats = self._stats

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import contextlib
 import itertools
 import logging
 import multiprocessing
@@ -23,6 +24,7 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from pyloader_core import shm
@@ -184,31 +186,35 @@ class ProcessPool(WorkerPool):
         self._ready: collections.deque[UnitResult] = collections.deque()
         self._closed = False
         try:
-            for w in range(num_workers):
-                parent, child = ctx.Pipe(duplex=True)
-                proc = ctx.Process(
-                    target=_process_main,
-                    args=(w, child, reader, dataset, skip, f"{self._prefix}-{w}" if use_shm else None),
-                    name=f"{self._prefix}-worker-{w}",
-                    daemon=True,
-                )
-                try:
-                    proc.start()
-                except Exception as exc:
-                    exc.add_note(
-                        "PyLoader: worker_type='process' sends the reader and dataset to each worker; they must be "
-                        "picklable and their classes importable (defined in a module, not in __main__ of an "
-                        "interactive session)"
-                    )
-                    raise
-                finally:
-                    child.close()
-                self._conns.append(parent)
-                self._procs.append(proc)
-                self._held.append(collections.deque())
+            with _children_ignore_sigint():
+                self._start(ctx, num_workers, reader, dataset, skip, use_shm)
         except BaseException:
             self.close()
             raise
+
+    def _start(self, ctx: Any, num_workers: int, reader: DataReader, dataset: Dataset, skip: bool, use_shm: bool) -> None:
+        for w in range(num_workers):
+            parent, child = ctx.Pipe(duplex=True)
+            proc = ctx.Process(
+                target=_process_main,
+                args=(w, child, reader, dataset, skip, f"{self._prefix}-{w}" if use_shm else None),
+                name=f"{self._prefix}-worker-{w}",
+                daemon=True,
+            )
+            try:
+                proc.start()
+            except Exception as exc:
+                exc.add_note(
+                    "PyLoader: worker_type='process' sends the reader and dataset to each worker; they must be "
+                    "picklable and their classes importable (defined in a module, not in __main__ of an "
+                    "interactive session)"
+                )
+                raise
+            finally:
+                child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+            self._held.append(collections.deque())
 
     def submit(self, unit: WorkUnit) -> None:
         w = min(range(self.num_workers), key=lambda i: len(self._held[i]))
@@ -307,6 +313,23 @@ class ProcessPool(WorkerPool):
         removed = shm.unlink_leftovers(self._prefix)
         if removed:
             logger.debug("removed %d unreceived shared-memory files", removed)
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Start children with SIGINT ignored from their first instruction (inherited through exec).
+
+    Ctrl-C in a terminal reaches the whole process group; a worker still importing modules would die
+    of it. Python keeps an inherited SIG_IGN, so the consumer alone handles Ctrl-C and stops the workers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _process_main(
