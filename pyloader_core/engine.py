@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from pyloader_core.collator import DataCollator
 from pyloader_core.dataset import Dataset
 from pyloader_core.errors import DataFormatError
 from pyloader_core.execute import UnitResult, describe, take
+from pyloader_core.memory import MemoryBudget
 from pyloader_core.options import LoaderOptions
 from pyloader_core.plan import EpochPlan
 from pyloader_core.reader import Columns, DataReader
@@ -30,6 +32,9 @@ from pyloader_core.workers import WorkerPool, make_pool
 __all__ = ["BatchStream", "Piece", "Position"]
 
 logger = logging.getLogger(__name__)
+
+_AUTO_QUEUE_LIMIT = 64  # chunks in flight at most when max_memory decides
+_WAIT_TO_GROW_S = 0.002  # a consumer wait longer than this means input-bound
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +102,9 @@ class BatchStream:
         self._in_flight = 0
         self._start = start
         self._schema: tuple[list[str], str] | None = None  # keys of the first chunk, and its source
+        self._budget: MemoryBudget | None = None
+        self._auto_workers = False
+        self._max_workers = 0
         self.epoch = -1  # epoch (0-based) of the batch last yielded
         self.position: Position | None = start  # where the next batch starts (None: the first epoch's start)
 
@@ -117,9 +125,35 @@ class BatchStream:
             # Windows before a resume position are never submitted, so never read.
             yield from plan.units[self._first_window(plan) * _window_size(plan) :]
 
+    def _queue_cap(self) -> int:
+        """Chunks allowed in flight now: ``max_queue_size``, or less to stay within ``max_memory``."""
+        assert self._pool is not None
+        size = self._options.max_queue_size
+        if size != "auto":
+            cap = int(size)
+        elif self._budget is not None:
+            cap = _AUTO_QUEUE_LIMIT  # the budget decides
+        else:
+            cap = max(2, 2 * self._pool.num_workers)
+        return cap if self._budget is None else self._budget.cap(cap)
+
+    def _maybe_grow(self, waited: float) -> None:
+        """``num_workers="auto"``: add a worker when the consumer waited although every worker was busy."""
+        pool = self._pool
+        assert pool is not None
+        if waited < _WAIT_TO_GROW_S or pool.num_workers >= self._max_workers or self._in_flight < pool.num_workers:
+            return
+        if self._budget is not None and self._budget.cap(_AUTO_QUEUE_LIMIT) <= pool.num_workers + 1:
+            return  # another worker's chunk would not fit in max_memory
+        pool.grow()
+        if self._budget is not None:
+            self._budget.workers = pool.num_workers
+        logger.debug("consumer waited %.3fs for data: now %d workers", waited, pool.num_workers)
+
     def _top_up(self) -> None:
         assert self._pool is not None and self._submit_iter is not None
-        while self._in_flight < self._options.max_queue_size:
+        cap = self._queue_cap()
+        while self._in_flight < cap:
             unit = next(self._submit_iter, None)
             if unit is None:
                 return
@@ -132,13 +166,20 @@ class BatchStream:
         key = (epoch, index)
         self._top_up()
         assert self._pool is not None
+        waited = 0.0
         while key not in self._results:
             start = time.perf_counter()
             result = self._pool.get()
-            self._stats.wait_s += time.perf_counter() - start
+            waited += time.perf_counter() - start
+            if self._budget is not None:
+                self._budget.observe(result.raw_bytes, result.encoded_bytes)
             self._results[(result.unit.epoch, result.unit.index)] = result
+        self._stats.wait_s += waited
         result = self._results.pop(key)
         self._in_flight -= 1
+        if self._auto_workers and self._stats.units > 0:  # the very first chunk always keeps us waiting
+            self._maybe_grow(waited)
+        self._stats.num_workers = self._pool.num_workers
         self._top_up()  # keep the workers busy while this chunk is consumed
         self._account(result)
         self._check_schema(result)
@@ -187,8 +228,14 @@ class BatchStream:
         if self._closed:
             return
         o = self._options
+        self._auto_workers = o.num_workers == "auto"
+        workers = 1 if self._auto_workers else int(o.num_workers)
+        self._max_workers = max(1, os.cpu_count() or 1) if self._auto_workers else workers
+        if o.max_memory is not None:
+            window = o.shuffle_buffer if o.shuffle_buffer > 1 else 1
+            self._budget = MemoryBudget(int(o.max_memory), workers=workers, window=window)
         self._pool = make_pool(
-            o.num_workers, o.worker_type, self._reader, self._dataset, skip=o.on_error == "skip",
+            workers, o.worker_type, self._reader, self._dataset, skip=o.on_error == "skip",
             start_method=o.start_method,
         )
         self._submit_iter = self._units()

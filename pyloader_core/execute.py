@@ -18,6 +18,7 @@ import numpy as np
 
 from pyloader_core.dataset import Dataset
 from pyloader_core.errors import SampleCountError, WorkerError
+from pyloader_core.memory import footprint
 from pyloader_core.plan import WorkUnit
 from pyloader_core.reader import Columns, DataReader, check_columns
 from pyloader_core.skips import SkipLog, SkippedItem, skip_policy
@@ -36,6 +37,8 @@ class UnitResult:
     busy_s: float
     nbytes: int = 0
     skipped: list[SkippedItem] = dataclasses.field(default_factory=list)
+    raw_bytes: int = 0  # memory the chunk took once read
+    encoded_bytes: int = 0  # memory the encoded chunk takes
     error: BaseException | None = None
     stage: str = ""
     remote_traceback: str | None = None
@@ -97,6 +100,7 @@ def run_unit(
         with skip_policy(log):
             columns, n = reader.read_file(unit.path)
         n = check_columns(columns, n, unit.path, "read_file")
+        raw_bytes = footprint(columns)
         selection = _selection(unit, n)
         columns = take(columns, selection)
         m = len(range(n)[selection]) if isinstance(selection, slice) else len(selection)
@@ -111,7 +115,8 @@ def run_unit(
                 if log is None:
                     raise
                 encoded, m = _encode_skipping(dataset, columns, m, unit, log)
-        return UnitResult(unit, encoded, m, worker, time.perf_counter() - start, nbytes, _items(log))
+        busy = time.perf_counter() - start
+        return UnitResult(unit, encoded, m, worker, busy, nbytes, _items(log), raw_bytes, footprint(encoded))
     except Exception as exc:  # noqa: BLE001 - errors travel as values
         if log is not None:
             log.items.append(SkippedItem(unit.path, None, f"{stage}: {type(exc).__name__}: {exc}"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from pyloader_core.errors import ConfigError
+from pyloader_core.files import parse_size
 
 __all__ = ["LoaderOptions"]
 
@@ -25,10 +26,12 @@ class LoaderOptions:
     Attributes:
         num_epoch: epochs one ``for batch in loader`` runs through.
         max_queue_size: chunks in flight at most (submitted to workers and not yet consumed): the
-            memory bound, together with ``shuffle_buffer``.
+            memory bound, together with ``shuffle_buffer``. ``"auto"``: two per worker, within
+            ``max_memory``.
         shuffle: shuffle the file order per epoch and the samples within each chunk.
         random_seed: drives every shuffle: same seed, same stream, whatever the workers.
-        num_workers: background workers (0: read in the consumer's thread).
+        num_workers: background workers (0: read in the consumer's thread). ``"auto"``: start with
+            one and add one (up to the CPU count) whenever the consumer has to wait for data.
         worker_type: ``"thread"`` (I/O-bound or GIL-releasing work) or ``"process"`` (CPU-bound encoding).
         start_method: multiprocessing start method for process workers.
         shuffle_buffer: mix the samples of this many consecutive chunks (0 or 1: no mixing).
@@ -36,6 +39,8 @@ class LoaderOptions:
         drop_last: drop each epoch's last, short batch.
         on_error: ``"raise"``, or ``"skip"`` to skip (and count) bad records, files and batches.
         rank / world_size: this process's share of each epoch (equal for every rank).
+        max_memory: a byte budget (``2_000_000_000`` or ``"2GB"``) for the chunks the loader holds:
+            chunks in flight are capped by their measured size so the loader stays within it.
 
     Example::
 
@@ -43,10 +48,10 @@ class LoaderOptions:
     """
 
     num_epoch: int = 1
-    max_queue_size: int = 10
+    max_queue_size: int | str = 10
     shuffle: bool = False
     random_seed: int = 42
-    num_workers: int = 1
+    num_workers: int | str = 1
     worker_type: str = "thread"
     start_method: str = "spawn"
     shuffle_buffer: int = 0
@@ -55,11 +60,19 @@ class LoaderOptions:
     on_error: str = "raise"
     rank: int = 0
     world_size: int = 1
+    max_memory: int | str | None = None
 
     def __post_init__(self) -> None:
         _int_option("num_epoch", self.num_epoch, 0)
-        _int_option("max_queue_size", self.max_queue_size, 1)
-        _int_option("num_workers", self.num_workers, 0)
+        if self.max_queue_size != "auto":
+            _int_option("max_queue_size", self.max_queue_size, 1)
+        if self.num_workers != "auto":
+            _int_option("num_workers", self.num_workers, 0)
+        if self.max_memory is not None:
+            try:
+                object.__setattr__(self, "max_memory", parse_size(self.max_memory))
+            except ConfigError as exc:
+                raise ConfigError(f"max_memory: {exc}") from None
         _int_option("shuffle_buffer", self.shuffle_buffer, 0)
         _int_option("world_size", self.world_size, 1)
         _int_option("rank", self.rank, 0)

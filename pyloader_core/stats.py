@@ -38,6 +38,7 @@ class LoaderStats:
     worker_busy_s: dict[int, float] = dataclasses.field(default_factory=lambda: collections.defaultdict(float))
     in_flight: int = 0
     epoch: int = -1  # 0-based epoch of the batch last yielded
+    num_workers: int = 0
 
     def add_skipped(self, items: list[SkippedItem]) -> None:
         for item in items:
@@ -62,4 +63,5 @@ class LoaderStats:
             "worker_busy_s": dict(self.worker_busy_s),
             "in_flight": self.in_flight,
             "epoch": self.epoch,
+            "num_workers": self.num_workers,
         }

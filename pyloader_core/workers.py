@@ -65,6 +65,10 @@ class WorkerPool(abc.ABC):
         """How many workers are running (for tests and stats)."""
         return 0
 
+    def grow(self) -> None:
+        """Add one worker (``num_workers="auto"``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot add workers")
+
 
 class InlinePool(WorkerPool):
     """``num_workers=0``: units run in the consumer's thread when their result is asked for.
@@ -104,18 +108,27 @@ class ThreadPool(WorkerPool):
         self._results: queue.SimpleQueue[UnitResult] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._closed = False
-        pool_id = next(_pool_ids)
-        self._threads = [
-            threading.Thread(
-                target=_thread_main,
-                args=(w, reader, dataset, skip, self._tasks, self._results, self._stop),
-                name=f"pyloader-{pool_id}-worker-{w}",
-                daemon=True,  # a worker stuck in user I/O must never block interpreter exit
-            )
-            for w in range(num_workers)
-        ]
-        for t in self._threads:
-            t.start()
+        self._pool_id = next(_pool_ids)
+        self._args = (reader, dataset, skip, self._tasks, self._results, self._stop)
+        self._threads: list[threading.Thread] = []
+        for _ in range(num_workers):
+            self._add_thread()
+
+    def _add_thread(self) -> None:
+        w = len(self._threads)
+        thread = threading.Thread(
+            target=_thread_main,
+            args=(w, *self._args),
+            name=f"pyloader-{self._pool_id}-worker-{w}",
+            daemon=True,  # a worker stuck in user I/O must never block interpreter exit
+        )
+        thread.start()
+        self._threads.append(thread)
+        self.num_workers = len(self._threads)
+
+    def grow(self) -> None:
+        if not self._closed:
+            self._add_thread()
 
     def submit(self, unit: WorkUnit) -> None:
         self._tasks.put(unit)
@@ -173,7 +186,7 @@ class ProcessPool(WorkerPool):
     def __init__(
         self, num_workers: int, reader: DataReader, dataset: Dataset, *, skip: bool, start_method: str = "spawn"
     ) -> None:
-        self.num_workers = num_workers
+        self.num_workers = 0
         try:
             ctx = multiprocessing.get_context(start_method)
         except ValueError as exc:
@@ -185,19 +198,25 @@ class ProcessPool(WorkerPool):
         self._held: list[collections.deque[WorkUnit]] = []
         self._ready: collections.deque[UnitResult] = collections.deque()
         self._closed = False
+        self._ctx, self._reader, self._dataset, self._skip, self._use_shm = ctx, reader, dataset, skip, use_shm
         try:
-            with _children_ignore_sigint():
-                self._start(ctx, num_workers, reader, dataset, skip, use_shm)
+            for _ in range(num_workers):
+                self._add_process()
         except BaseException:
             self.close()
             raise
 
-    def _start(self, ctx: Any, num_workers: int, reader: DataReader, dataset: Dataset, skip: bool, use_shm: bool) -> None:
-        for w in range(num_workers):
+    def grow(self) -> None:
+        if not self._closed:
+            self._add_process()
+
+    def _add_process(self) -> None:
+        w, ctx = len(self._procs), self._ctx
+        with _children_ignore_sigint():
             parent, child = ctx.Pipe(duplex=True)
             proc = ctx.Process(
                 target=_process_main,
-                args=(w, child, reader, dataset, skip, f"{self._prefix}-{w}" if use_shm else None),
+                args=(w, child, self._reader, self._dataset, self._skip, f"{self._prefix}-{w}" if self._use_shm else None),
                 name=f"{self._prefix}-worker-{w}",
                 daemon=True,
             )
@@ -212,9 +231,10 @@ class ProcessPool(WorkerPool):
                 raise
             finally:
                 child.close()
-            self._conns.append(parent)
-            self._procs.append(proc)
-            self._held.append(collections.deque())
+        self._conns.append(parent)
+        self._procs.append(proc)
+        self._held.append(collections.deque())
+        self.num_workers = len(self._procs)
 
     def submit(self, unit: WorkUnit) -> None:
         w = min(range(self.num_workers), key=lambda i: len(self._held[i]))

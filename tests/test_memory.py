@@ -1,0 +1,147 @@
+"""Memory budget (max_memory) and auto-tuning (num_workers / max_queue_size = "auto")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from helpers import IdDataset, IdReader, ids_of, write_id_chunks
+
+from pyloader_core import ConfigError, DataLoader, DataReader
+from pyloader_core.memory import MemoryBudget, footprint
+
+
+def test_footprint_counts_arrays_exactly_and_lists_roughly():
+    assert footprint({"x": np.zeros((100, 10))}) == 8000
+    texts = ["a" * 100] * 1000
+    est = footprint({"t": texts})
+    assert 100_000 < est < 200_000  # 1000 strings of ~150 bytes plus the list
+    assert footprint({}) == 0 and footprint(None) == 0
+
+
+def test_budget_caps_chunks_in_flight():
+    budget = MemoryBudget(100 << 20, workers=2, window=1)
+    assert budget.cap(50) == 2  # nothing measured yet: one per worker
+    budget.observe(raw=10 << 20, encoded=10 << 20)
+    # held: 2 workers x 20 MiB + 2 x 10 MiB = 60 MiB; 40 MiB spare = 4 more chunks
+    assert budget.cap(50) == 6
+    assert budget.cap(3) == 3
+    budget.observe(raw=80 << 20, encoded=80 << 20)
+    assert budget.cap(50) == 1  # never below one: the loader always makes progress
+
+
+def test_max_memory_parsing():
+    from pyloader_core import LoaderOptions
+
+    assert LoaderOptions(max_memory="2GB").max_memory == 2 << 30
+    assert LoaderOptions(max_memory=12345).max_memory == 12345
+    with pytest.raises(ConfigError, match="max_memory"):
+        LoaderOptions(max_memory="lots")
+
+
+PEAK_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys, json
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from pyloader_core import DataLoader
+    from test_memory import BigChunkReader
+
+    def rss_mb():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    if __name__ == "__main__":
+        budget = None if sys.argv[1] == "none" else sys.argv[1]
+        loader = DataLoader(BigChunkReader(batch_size=512), None, None, {data!r}, num_workers=2,
+                            max_queue_size=40, max_memory=budget)
+        work = np.ones((300, 300))
+        before = rss_mb()
+        n = 0
+        for batch in loader:
+            n += len(batch["x"])
+            for _ in range(4):
+                work = np.tanh(work @ work / 300.0)  # a slow training step: the queue fills up
+        print(json.dumps({{"samples": n, "peak_mb": rss_mb() - before}}))
+    """
+)
+
+
+class BigChunkReader(DataReader):
+    """Each file names a chunk of 2048 rows x 1024 float64 = 16 MiB, made in memory."""
+
+    def read_file(self, path):
+        k = int(open(path).read())
+        return {"x": np.full((2048, 1024), float(k))}, 2048
+
+
+def _peak(tmp_path, budget: str) -> dict:
+    import json
+
+    data = tmp_path / "files"
+    if not data.exists():
+        data.mkdir()
+        for k in range(30):
+            (data / f"c{k:02d}").write_text(str(k))
+    script = tmp_path / "peak.py"
+    script.write_text(PEAK_SCRIPT.format(tests=os.path.dirname(__file__), data=str(data)))
+    proc = subprocess.run([sys.executable, str(script), budget], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_peak_rss_stays_within_max_memory(tmp_path):
+    capped = _peak(tmp_path, "160MiB")
+    free = _peak(tmp_path, "none")
+    assert capped["samples"] == free["samples"] == 30 * 2048
+    assert capped["peak_mb"] <= 160 * 1.10, capped  # within the budget (+10%) above the baseline
+    assert free["peak_mb"] > 250, free  # without a budget, 40 chunks in flight cost far more
+
+
+class SlowReader(IdReader):
+    """Each chunk costs the worker real CPU time, so one worker cannot keep up."""
+
+    def read_file(self, path):
+        cols, n = super().read_file(path)
+        x = np.ones((200, 200))
+        for _ in range(30):
+            x = np.tanh(x @ x / 200.0)
+        return cols, n
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="auto-tuning can only add workers with 2+ CPUs")
+def test_auto_workers_grow_when_the_consumer_waits(tmp_path):
+    data = write_id_chunks(tmp_path / "d", [20] * 12)
+    loader = DataLoader(SlowReader(batch_size=10), IdDataset(), None, data, num_workers="auto", max_queue_size="auto")
+    ids = ids_of(loader)
+    assert sorted(ids) == list(range(240))
+    assert loader.stats()["num_workers"] == os.cpu_count()
+    assert loader.stats()["wait_s"] > 0
+
+
+def test_auto_workers_stay_at_one_when_the_consumer_is_the_bottleneck(tmp_path):
+    data = write_id_chunks(tmp_path / "d", [5] * 12)
+    loader = DataLoader(IdReader(batch_size=5), IdDataset(), None, data, num_workers="auto", max_queue_size=12)
+    work = np.ones((200, 200))
+    ids = []
+    it = iter(loader)
+    first = next(it)  # let the queue fill while the consumer trains
+    for batch in it:
+        ids.extend(batch["id"].tolist())
+        for _ in range(20):
+            work = np.tanh(work @ work / 200.0)
+    assert sorted(first["id"].tolist() + ids) == list(range(60))
+    assert loader.stats()["num_workers"] == 1
+
+
+def test_stream_is_the_same_with_auto_settings(tmp_path):
+    data = write_id_chunks(tmp_path / "d", [7, 9, 4, 12, 3])
+    fixed = ids_of(DataLoader(IdReader(batch_size=4), IdDataset(), None, data, shuffle=True, shuffle_buffer=2))
+    auto = ids_of(
+        DataLoader(IdReader(batch_size=4), IdDataset(), None, data, shuffle=True, shuffle_buffer=2,
+                   num_workers="auto", max_queue_size="auto", max_memory="1MB")
+    )
+    assert auto == fixed
