@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from pyloader_core.errors import ConfigError
-from pyloader_core.files import parse_size
+from pyloader_core.sizes import parse_size
 
 __all__ = ["LoaderOptions"]
 
