@@ -20,7 +20,7 @@ import numpy as np
 from pyloader_core.collator import DataCollator
 from pyloader_core.dataset import Dataset
 from pyloader_core.errors import DataFormatError
-from pyloader_core.execute import UnitResult, describe, take
+from pyloader_core.execute import UnitResult, describe, run_unit, take
 from pyloader_core.memory import MemoryBudget
 from pyloader_core.options import LoaderOptions
 from pyloader_core.plan import EpochPlan
@@ -103,6 +103,7 @@ class BatchStream:
         self._start = start
         self._schema: tuple[list[str], str] | None = None  # keys of the first chunk, and its source
         self._budget: MemoryBudget | None = None
+        self._inline_first = False
         self._auto_workers = False
         self._max_workers = 0
         self.epoch = -1  # epoch (0-based) of the batch last yielded
@@ -153,13 +154,23 @@ class BatchStream:
     def _top_up(self) -> None:
         assert self._pool is not None and self._submit_iter is not None
         cap = self._queue_cap()
+        inline = None
         while self._in_flight < cap:
             unit = next(self._submit_iter, None)
             if unit is None:
-                return
-            self._pool.submit(unit)
+                break
             self._in_flight += 1
+            if self._inline_first:
+                self._inline_first = False
+                inline = unit
+                continue
+            self._pool.submit(unit)
         self._stats.in_flight = self._in_flight
+        if inline is not None:
+            # Worker processes take a while to start (spawn imports everything again): the consumer
+            # reads the very first chunk meanwhile, so start-up does not delay the first batch.
+            skip = self._options.on_error == "skip"
+            self._results[(inline.epoch, inline.index)] = run_unit(self._reader, self._dataset, inline, worker=-1, skip=skip)
 
     def _take(self, epoch: int, index: int) -> UnitResult:
         """The result of unit ``index`` of ``epoch``, waiting for it if needed (plan order)."""
@@ -239,6 +250,7 @@ class BatchStream:
             start_method=o.start_method,
         )
         self._submit_iter = self._units()
+        self._inline_first = o.worker_type == "process" and workers > 0
         try:
             for i in range(len(self._plan_makers)):
                 plan = self._plan(i)

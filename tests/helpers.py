@@ -90,8 +90,12 @@ class UnpicklableError(Exception):
 
 
 class UnpicklableErrorReader(IdReader):
+    """Fails on the second chunk (the first is read by the consumer while processes start)."""
+
     def read_file(self, path: str):
-        raise UnpicklableError("x", "y")
+        if path.endswith("001.jsonl"):
+            raise UnpicklableError("x", "y")
+        return super().read_file(path)
 
 
 class KillSelfReader(IdReader):

@@ -72,7 +72,7 @@ def test_unpicklable_worker_error_becomes_worker_error(id_chunks):
     loader = DataLoader(UnpicklableErrorReader(batch_size=5), IdDataset(), None, id_chunks, num_workers=1, worker_type="process")
     with pytest.raises(WorkerError, match="UnpicklableError: x/y") as info:
         ids_of(loader)
-    assert "chunk000.jsonl" in notes(info.value)
+    assert "chunk001.jsonl" in notes(info.value)
 
 
 def test_killed_worker_process_is_a_clear_error(id_chunks):

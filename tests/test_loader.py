@@ -268,3 +268,11 @@ def test_stream_does_not_depend_on_cached_counts(tmp_path):
     counted = make(data, shuffle=True, shuffle_buffer=2)
     assert len(counted) == 3  # caches the sample counts
     assert ids_of(counted) == plain
+
+
+def test_process_pool_first_chunk_is_read_by_the_consumer(id_chunks):
+    """Spawned workers need a while to start; the first chunk must not wait for them."""
+    loader = make(id_chunks, num_workers=2, worker_type="process")
+    assert ids_of(loader) == list(range(TOTAL))
+    busy = loader.stats()["worker_busy_s"]
+    assert -1 in busy and set(busy) - {-1}  # the consumer read one chunk, the workers the rest
