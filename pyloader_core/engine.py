@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pyloader_core.autotune import WorkerAutoscaler
 from pyloader_core.collator import DataCollator
 from pyloader_core.dataset import Dataset
 from pyloader_core.errors import DataFormatError
@@ -34,7 +35,6 @@ __all__ = ["BatchStream", "Piece", "Position"]
 logger = logging.getLogger(__name__)
 
 _AUTO_QUEUE_LIMIT = 64  # chunks in flight at most when max_memory decides
-_WAIT_TO_GROW_S = 0.002  # a consumer wait longer than this means input-bound
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +104,7 @@ class BatchStream:
         self._schema: tuple[list[str], str] | None = None  # keys of the first chunk, and its source
         self._budget: MemoryBudget | None = None
         self._inline_first = False
-        self._auto_workers = False
-        self._max_workers = 0
+        self._autoscaler: WorkerAutoscaler | None = None
         self.epoch = -1  # epoch (0-based) of the batch last yielded
         self.position: Position | None = start  # where the next batch starts (None: the first epoch's start)
 
@@ -139,17 +138,18 @@ class BatchStream:
         return cap if self._budget is None else self._budget.cap(cap)
 
     def _maybe_grow(self, waited: float) -> None:
-        """``num_workers="auto"``: add a worker when the consumer waited although every worker was busy."""
-        pool = self._pool
-        assert pool is not None
-        if waited < _WAIT_TO_GROW_S or pool.num_workers >= self._max_workers or self._in_flight < pool.num_workers:
+        """``num_workers="auto"``: add a worker while the consumer is input-bound and every worker busy."""
+        pool, scaler = self._pool, self._autoscaler
+        assert pool is not None and scaler is not None
+        scaler.record(waited)
+        if not scaler.should_grow(pool.num_workers, busy=self._in_flight >= pool.num_workers):
             return
         if self._budget is not None and self._budget.cap(_AUTO_QUEUE_LIMIT) <= pool.num_workers + 1:
             return  # another worker's chunk would not fit in max_memory
         pool.grow()
         if self._budget is not None:
             self._budget.workers = pool.num_workers
-        logger.debug("consumer waited %.3fs for data: now %d workers", waited, pool.num_workers)
+        logger.debug("input-bound (waited %.0f%% of the time): now %d workers", 100 * scaler.wait_fraction(), pool.num_workers)
 
     def _top_up(self) -> None:
         assert self._pool is not None and self._submit_iter is not None
@@ -188,7 +188,7 @@ class BatchStream:
         self._stats.wait_s += waited
         result = self._results.pop(key)
         self._in_flight -= 1
-        if self._auto_workers and self._stats.units > 0:  # the very first chunk always keeps us waiting
+        if self._autoscaler is not None:
             self._maybe_grow(waited)
         self._stats.num_workers = self._pool.num_workers
         self._top_up()  # keep the workers busy while this chunk is consumed
@@ -239,9 +239,9 @@ class BatchStream:
         if self._closed:
             return
         o = self._options
-        self._auto_workers = o.num_workers == "auto"
-        workers = 1 if self._auto_workers else int(o.num_workers)
-        self._max_workers = max(1, os.cpu_count() or 1) if self._auto_workers else workers
+        workers = 1 if o.num_workers == "auto" else int(o.num_workers)
+        if o.num_workers == "auto":
+            self._autoscaler = WorkerAutoscaler(max(1, os.cpu_count() or 1))
         if o.max_memory is not None:
             window = o.shuffle_buffer if o.shuffle_buffer > 1 else 1
             self._budget = MemoryBudget(int(o.max_memory), workers=workers, window=window)

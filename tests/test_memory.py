@@ -45,14 +45,17 @@ def test_max_memory_parsing():
 
 PEAK_SCRIPT = textwrap.dedent(
     """
-    import resource, sys, json
+    import sys, json
     import numpy as np
     sys.path.insert(0, {tests!r})
     from pyloader_core import DataLoader
     from test_memory import BigChunkReader
 
     def rss_mb():
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec.
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
 
     if __name__ == "__main__":
         budget = None if sys.argv[1] == "none" else sys.argv[1]
@@ -135,6 +138,23 @@ def test_auto_workers_stay_at_one_when_the_consumer_is_the_bottleneck(tmp_path):
             work = np.tanh(work @ work / 200.0)
     assert sorted(first["id"].tolist() + ids) == list(range(60))
     assert loader.stats()["num_workers"] == 1
+
+
+def test_autoscaler_needs_sustained_waiting():
+    from pyloader_core.autotune import WorkerAutoscaler
+
+    scaler = WorkerAutoscaler(max_workers=3, window=3, threshold=0.1)
+    scaler.record(10.0)  # one long wait is not enough evidence
+    assert not scaler.should_grow(1, busy=True)
+    scaler.record(10.0)
+    scaler.record(10.0)
+    assert not scaler.should_grow(1, busy=False)  # idle workers: more would not help
+    assert scaler.should_grow(1, busy=True)
+    assert not scaler.should_grow(2, busy=True)  # evidence starts afresh after growing
+    for _ in range(3):
+        scaler.record(0.0)
+    assert not scaler.should_grow(2, busy=True)
+    assert not WorkerAutoscaler(max_workers=1).should_grow(1, busy=True)
 
 
 def test_stream_is_the_same_with_auto_settings(tmp_path):
