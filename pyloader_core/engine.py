@@ -25,6 +25,7 @@ from pyloader_core.execute import UnitResult, describe, run_unit, take
 from pyloader_core.memory import MemoryBudget
 from pyloader_core.options import LoaderOptions
 from pyloader_core.plan import EpochPlan
+from pyloader_core.progress import ProgressBar
 from pyloader_core.reader import Columns, DataReader
 from pyloader_core.skips import SkippedItem
 from pyloader_core.stats import LoaderStats
@@ -88,6 +89,7 @@ class BatchStream:
         plans: Sequence[Callable[[], EpochPlan]],
         stats: LoaderStats,
         start: Position | None = None,
+        progress_total: int | None = None,
     ) -> None:
         self._reader, self._dataset, self._collator = reader, dataset, collator
         self._options = options
@@ -101,6 +103,8 @@ class BatchStream:
         self._submit_iter: Iterator[Any] | None = None
         self._in_flight = 0
         self._start = start
+        self._progress_total = progress_total
+        self._last_batch_size = 0
         self._schema: tuple[list[str], str] | None = None  # keys of the first chunk, and its source
         self._budget: MemoryBudget | None = None
         self._inline_first = False
@@ -251,17 +255,22 @@ class BatchStream:
         )
         self._submit_iter = self._units()
         self._inline_first = o.worker_type == "process" and workers > 0
+        bar = ProgressBar(self._progress_total, "pyloader") if o.progress else None
         try:
             for i in range(len(self._plan_makers)):
                 plan = self._plan(i)
                 self._stats.dropped_samples += plan.dropped
                 for batch in self._epoch(plan):
                     self.epoch = self._stats.epoch = plan.epoch
+                    if bar is not None:
+                        bar.update(self._last_batch_size, 1, plan.epoch + 1, self._in_flight)
                     yield batch
                 self._plans.pop(i, None)
                 if self._stats.skipped_count:
                     logger.info("epoch %d done; %d records skipped so far", plan.epoch, self._stats.skipped_count)
         finally:
+            if bar is not None:
+                bar.close()
             self.close()
 
     def _pieces(self, plan: EpochPlan) -> Iterator[Piece]:
@@ -326,6 +335,7 @@ class BatchStream:
             return None
         self._stats.samples += count
         self._stats.batches += 1
+        self._last_batch_size = count
         return batch
 
     # -- lifecycle -----------------------------------------------------------------------------

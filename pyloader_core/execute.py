@@ -8,7 +8,6 @@ at the unit's place in the stream.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
 import time
 import traceback
@@ -21,6 +20,7 @@ from pyloader_core.errors import SampleCountError, WorkerError
 from pyloader_core.memory import footprint
 from pyloader_core.plan import WorkUnit
 from pyloader_core.reader import Columns, DataReader, check_columns
+from pyloader_core.remote import file_size
 from pyloader_core.skips import SkipLog, SkippedItem, skip_policy
 
 __all__ = ["UnitResult", "describe", "run_unit", "take"]
@@ -133,7 +133,7 @@ def _items(log: SkipLog | None) -> list[SkippedItem]:
 
 def _size(path: str) -> int:
     try:
-        return os.path.getsize(path)
+        return file_size(path)
     except OSError:
         return 0  # the reader reports the real problem (vanished file, remote path)
 

@@ -14,8 +14,10 @@ from pyloader_core.dataset import Dataset
 from pyloader_core.engine import BatchStream, Position
 from pyloader_core.errors import ConfigError
 from pyloader_core.files import list_files
+from pyloader_core.index import check_checksums, lookup_counts
 from pyloader_core.options import LoaderOptions
 from pyloader_core.plan import EpochPlan, Shard, plan_epoch
+from pyloader_core.progress import check_available as check_progress_available
 from pyloader_core.reader import DataReader, check_columns
 from pyloader_core.stats import LoaderStats
 
@@ -126,6 +128,8 @@ class DataLoader:
         self.datareader = datareader
         self.dataset = dataset if dataset is not None else Dataset()
         self.datacollator = datacollator if datacollator is not None else NumpyDataCollator()
+        if self.options.progress:
+            check_progress_available()  # fail in the constructor, not mid-training
         self.files: list[str] = list_files(data_dir)
         self.batch_size: int = self.options.batch_size or datareader.batch_size
         self._counts: list[int] | None = None
@@ -138,12 +142,17 @@ class DataLoader:
     # -- planning -------------------------------------------------------------------------------
 
     def sample_counts(self, *, read_if_unknown: bool = True) -> list[int] | None:
-        """Every file's sample count, from the reader's ``count_samples`` (cached).
+        """Every file's sample count (cached): from ``index.json`` when one lists every file with its
+        current size (see ``pyloader index``), else from the reader's ``count_samples``.
 
         Files the reader cannot count are read in full when ``read_if_unknown``; otherwise ``None``.
         """
         if self._counts is not None:
             return self._counts
+        indexed = lookup_counts(self.files, self.datareader)  # index.json beside the chunks: no counting pass
+        if indexed is not None:
+            self._counts = indexed
+            return indexed
         counts: list[int] = []
         for path in self.files:
             n = self.datareader.count_samples(path)
@@ -200,7 +209,14 @@ class DataLoader:
 
         ``start`` resumes inside the first of ``epochs`` (see :meth:`state_dict`).
         """
+        epochs = list(epochs)
         makers = [functools.partial(self.plan, e, worker) for e in epochs]
+        total = None
+        if self.options.progress and worker.count == 1:
+            try:
+                total = len(epochs) * self.batches_per_epoch() * self.batch_size
+            except TypeError:
+                total = None  # unknown counts: the bar just counts
         stream = BatchStream(
             reader=self.datareader,
             dataset=self.dataset,
@@ -210,6 +226,7 @@ class DataLoader:
             plans=makers,
             stats=self._stats,
             start=start,
+            progress_total=total,
         )
         self._stream = stream
         it = LoaderIterator(stream)
@@ -295,6 +312,13 @@ class DataLoader:
     def stats(self) -> dict[str, Any]:
         """Counters over every pass so far: samples, batches, bytes read, consumer wait time, skips..."""
         return self._stats.snapshot()
+
+    def verify(self) -> None:
+        """Check every chunk's size and SHA-256 against ``index.json`` (reads every byte once).
+
+        Raises :class:`~pyloader_core.index.ChecksumError` naming the chunks that differ or are not indexed.
+        """
+        check_checksums(self.files)
 
     def close(self) -> None:
         """Stop every pass's workers; idempotent. The loader can be iterated again afterwards."""

@@ -41,6 +41,7 @@ class LoaderOptions:
         rank / world_size: this process's share of each epoch (equal for every rank).
         max_memory: a byte budget (``2_000_000_000`` or ``"2GB"``) for the chunks the loader holds:
             chunks in flight are capped by their measured size so the loader stays within it.
+        progress: draw a ``tqdm`` bar (samples/s, epoch, queue depth) on stderr.
 
     Example::
 
@@ -61,6 +62,7 @@ class LoaderOptions:
     rank: int = 0
     world_size: int = 1
     max_memory: int | str | None = None
+    progress: bool = False
 
     def __post_init__(self) -> None:
         _int_option("num_epoch", self.num_epoch, 0)

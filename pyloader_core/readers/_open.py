@@ -1,5 +1,8 @@
 """Open plain, gzip (``.gz``) and zstandard (``.zst``/``.zstd``) files for binary line reading.
 
+Paths may be local or ``scheme://`` URLs (read through :func:`pyloader_core.remote.open_binary_any`,
+so through fsspec and the optional local cache).
+
 Shared by the line-based readers (:mod:`~pyloader_core.readers.jsonl`,
 :mod:`~pyloader_core.readers.text`, :mod:`~pyloader_core.readers.csv`). The compression is chosen
 from the file name's suffix (case-insensitive); anything else is opened as a plain file.
@@ -16,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from pyloader_core.errors import ConfigError, DataFormatError
+from pyloader_core.remote import is_url, open_binary_any
 
 __all__ = ["DECOMPRESSION_ERRORS", "check_line_encoding", "iter_lines", "open_binary"]
 
@@ -35,7 +39,7 @@ def _zstd_errors() -> tuple[type[BaseException], ...]:
 
 
 def open_binary(path: str) -> BinaryIO:
-    """Open ``path`` for reading bytes, decompressing ``.gz`` and ``.zst`` files transparently.
+    """Open ``path`` (local or URL) for reading bytes, decompressing ``.gz`` and ``.zst`` files transparently.
 
     Raises:
         ImportError: ``path`` ends in ``.zst`` and the ``zstandard`` module is not installed.
@@ -47,7 +51,10 @@ def open_binary(path: str) -> BinaryIO:
                 ...
     """
     lower = str(path).lower()
+    url = is_url(path)
     if lower.endswith(_GZIP_SUFFIXES):
+        if url:
+            return _OwningGzipFile(open_binary_any(path))  # type: ignore[return-value]
         return gzip.open(path, "rb")  # type: ignore[return-value]
     if lower.endswith(_ZSTD_SUFFIXES):
         try:
@@ -56,8 +63,22 @@ def open_binary(path: str) -> BinaryIO:
             raise ImportError(
                 f"{path}: reading zstandard-compressed (.zst) files needs the 'zstandard' module: pip install zstandard"
             ) from None
-        return io.BufferedReader(_ZstdRawReader(open(path, "rb"), zstandard), buffer_size=_CHUNK)
-    return open(path, "rb")
+        return io.BufferedReader(_ZstdRawReader(open_binary_any(path), zstandard), buffer_size=_CHUNK)
+    return open_binary_any(path)
+
+
+class _OwningGzipFile(gzip.GzipFile):
+    """A :class:`gzip.GzipFile` over an already open stream (a URL) that closes the stream too."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        super().__init__(fileobj=raw, mode="rb")
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
 
 
 _CHUNK = 1 << 17

@@ -14,6 +14,7 @@ import numpy as np
 
 from pyloader_core.errors import ConfigError, DataFormatError
 from pyloader_core.reader import Columns, DataReader
+from pyloader_core.remote import is_url, materialize, open_binary_any
 
 __all__ = ["NumpyDataReader"]
 
@@ -52,9 +53,14 @@ def _check_header(shape: tuple[int, ...], dtype: np.dtype, path: str, what: str)
     return int(shape[0])
 
 
-def _sniff(path: str) -> str:
-    with open(path, "rb") as f:
-        head = f.read(len(_NPY_MAGIC))
+def _sniff(src: str | IO[bytes], path: str) -> str:
+    if isinstance(src, str):
+        with open(src, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    else:
+        src.seek(0)
+        head = src.read(len(_NPY_MAGIC))
+        src.seek(0)
     if head.startswith(_NPY_MAGIC):
         return "npy"
     if head.startswith(_ZIP_MAGIC):
@@ -113,30 +119,40 @@ class NumpyDataReader(DataReader):
         self.mmap = bool(mmap)
 
     def read_file(self, path: str) -> tuple[Columns, int]:
-        """Read ``path``; returns ``({name: array}, n_sample)``."""
-        if _sniff(path) == "npy":
-            columns, n = self._read_npy(path)
+        """Read ``path``; returns ``({name: array}, n_sample)``.
+
+        A URL is read from its cached local copy (memory-mapped) when a cache is configured
+        (:func:`pyloader_core.remote.configure_cache`), and into memory otherwise.
+        """
+        src = materialize(path)
+        if _sniff(src, path) == "npy":
+            columns, n = self._read_npy(src, path)
         else:
-            columns, n = self._read_npz(path)
+            columns, n = self._read_npz(src, path)
         logger.debug("read %d samples (%d arrays) from %s", n, len(columns), path)
         return columns, n
 
-    def _read_npy(self, path: str) -> tuple[Columns, int]:
-        with open(path, "rb") as f:
-            shape, _, dtype = _read_header(f, path, "the file")
+    def _read_npy(self, src: str | IO[bytes], path: str) -> tuple[Columns, int]:
+        if isinstance(src, str):
+            with open(src, "rb") as f:
+                shape, _, dtype = _read_header(f, path, "the file")
+        else:
+            shape, _, dtype = _read_header(src, path, "the file")
+            src.seek(0)
         n = _check_header(shape, dtype, path, "the array")
+        mmap = self.mmap and isinstance(src, str)  # bytes in memory cannot be mapped
         try:
-            array = np.load(path, mmap_mode="r" if self.mmap else None, allow_pickle=False)
+            array = np.load(src, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (ValueError, EOFError, OSError) as exc:  # truncated data, bad header
             if isinstance(exc, (FileNotFoundError, PermissionError)):
                 raise
             raise DataFormatError(f"cannot load the array: {exc}", path) from exc
         return {self.key: array}, n
 
-    def _read_npz(self, path: str) -> tuple[Columns, int]:
+    def _read_npz(self, src: str | IO[bytes], path: str) -> tuple[Columns, int]:
         columns: dict[str, Any] = {}
         try:
-            with zipfile.ZipFile(path) as zf:
+            with zipfile.ZipFile(src) as zf:
                 members = _npz_members(zf, path)
                 lengths = self._npz_lengths(zf, members, path)
                 for key, member in members:
@@ -163,12 +179,18 @@ class NumpyDataReader(DataReader):
 
     def count_samples(self, path: str) -> int:
         """The first dimension, from the ``.npy`` header or the ``.npz`` members' headers only."""
-        if _sniff(path) == "npy":
-            with open(path, "rb") as f:
-                shape, _, dtype = _read_header(f, path, "the file")
+        if is_url(path):
+            with open_binary_any(path, seekable=True) as f:
+                return self._count(f, path)
+        with open(path, "rb") as f:
+            return self._count(f, path)
+
+    def _count(self, f: IO[bytes], path: str) -> int:
+        if _sniff(f, path) == "npy":
+            shape, _, dtype = _read_header(f, path, "the file")
             return _check_header(shape, dtype, path, "the array")
         try:
-            with zipfile.ZipFile(path) as zf:
+            with zipfile.ZipFile(f) as zf:
                 lengths = self._npz_lengths(zf, _npz_members(zf, path), path)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
             raise DataFormatError(f"not a valid .npz archive: {type(exc).__name__}: {exc}", path) from exc

@@ -1,4 +1,8 @@
-"""Apache Parquet chunks, read row group by row group (needs ``pyarrow``)."""
+"""Apache Parquet chunks, read row group by row group (needs ``pyarrow``).
+
+URLs are read through :mod:`pyloader_core.remote` (an fsspec file with random access, or the
+cached local copy).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import numpy as np
 
 from pyloader_core.errors import ConfigError, DataFormatError
 from pyloader_core.reader import Columns, DataReader
+from pyloader_core.remote import is_url, open_binary_any
 
 __all__ = ["ParquetDataReader"]
 
@@ -46,8 +51,13 @@ def _is_data_error(pa: Any, exc: BaseException) -> bool:
 
 def _close(pf: Any) -> None:
     close = getattr(pf, "close", None)  # ParquetFile.close: pyarrow >= 8
-    if close is not None:
-        close()
+    try:
+        if close is not None:
+            close()
+    finally:
+        source = getattr(pf, "_pyloader_source", None)
+        if source is not None:
+            source.close()
 
 
 class ParquetDataReader(DataReader):
@@ -93,12 +103,20 @@ class ParquetDataReader(DataReader):
 
     def _open(self, path: str) -> Any:
         pa, pq = _pyarrow()
+        source: Any = None
+        if is_url(path):  # fsspec file (random access), or the cached local copy
+            source = open_binary_any(path, seekable=True)
         try:
-            return pq.ParquetFile(path)
+            pf = pq.ParquetFile(path if source is None else source)
         except Exception as exc:
+            if source is not None:
+                source.close()
             if _is_data_error(pa, exc):
                 raise DataFormatError(f"not a valid Parquet file: {exc}", path) from exc
             raise
+        if source is not None:
+            pf._pyloader_source = source  # closed by _close
+        return pf
 
     def read_file(self, path: str) -> tuple[Columns, int]:
         """Read ``path``; returns ``({column: array_or_list}, n_sample)``."""
