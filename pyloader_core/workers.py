@@ -38,8 +38,10 @@ __all__ = ["InlinePool", "ProcessPool", "ThreadPool", "WorkerPool", "make_pool"]
 
 logger = logging.getLogger(__name__)
 
-#: How long ``close`` waits for workers to finish before terminating them.
+#: How long ``close`` waits for worker threads (which cannot be killed) to finish their chunk.
 JOIN_TIMEOUT_S = 5.0
+#: How long ``close`` lets worker processes exit on their own before terminating them.
+PROCESS_GRACE_S = 0.5
 
 _pool_ids = itertools.count()
 
@@ -300,8 +302,9 @@ class ProcessPool(WorkerPool):
                 conn.send(None)
             except (BrokenPipeError, ConnectionResetError, OSError):
                 pass
-        # Drain: a worker blocked sending a result would never read its stop message.
-        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        # Drain: a worker blocked sending a result would never read its stop message. Workers hold no
+        # state worth waiting for, so one still busy with a chunk after the grace period is terminated.
+        deadline = time.monotonic() + PROCESS_GRACE_S
         pending = {p.sentinel: i for i, p in enumerate(self._procs) if p.is_alive()}
         conns = {c: i for i, c in enumerate(self._conns)}
         while pending and time.monotonic() < deadline:
@@ -319,7 +322,7 @@ class ProcessPool(WorkerPool):
             # A fired sentinel means the process is exiting; join reaps it (is_alive could still say yes).
             proc.join(max(0.05, deadline - time.monotonic()))
             if proc.is_alive():
-                logger.warning("terminating worker process %s (pid %s) that did not stop", proc.name, proc.pid)
+                logger.debug("terminating worker process %s (pid %s), still busy", proc.name, proc.pid)
                 proc.terminate()
                 proc.join(1.0)
             if proc.is_alive():

@@ -137,3 +137,12 @@ def ids_of(loader_or_iter) -> list[int]:
     for batch in loader_or_iter:
         out.extend(np.asarray(batch["id"]).tolist())
     return out
+
+
+class StuckReader(IdReader):
+    """Never finishes any chunk but the first (a hung network mount)."""
+
+    def read_file(self, path: str):
+        if not path.endswith("000.jsonl"):
+            threading.Event().wait(120)
+        return super().read_file(path)

@@ -148,3 +148,17 @@ def test_interpreter_exit_mid_epoch(id_chunks, tmp_path, wtype):
     assert not [f for f in os.listdir(SHM_DIR) if f.startswith(f"pyloader-{parent}-")]
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_close_does_not_wait_for_a_stuck_worker_process(id_chunks):
+    import time
+
+    from helpers import StuckReader
+
+    loader = DataLoader(StuckReader(batch_size=4), IdDataset(), None, id_chunks, num_workers=2, worker_type="process")
+    it = iter(loader)
+    next(it)  # the first chunk is read by the consumer; both workers are now stuck in read_file
+    start = time.monotonic()
+    it.close()
+    assert time.monotonic() - start < 5  # terminated after the grace period, not after 120 s
+    assert workers_running() == (0, 0)
