@@ -166,11 +166,24 @@ class DataLoader:
         self._counts = counts
         return counts
 
+    def set_sample_counts(self, counts: Iterable[int]) -> None:
+        """Give every file's sample count (in ``self.files`` order), e.g. counted once by a parent process."""
+        values = [int(c) for c in counts]
+        if len(values) != len(self.files) or any(c < 0 for c in values):
+            raise ConfigError(f"set_sample_counts needs {len(self.files)} counts >= 0, got {len(values)}")
+        self._counts = values
+
     def plan(self, epoch: int, worker: Shard = Shard()) -> EpochPlan:
         """The plan of ``epoch`` (0-based) for this rank and ``worker`` shard; a pure function."""
         o = self.options
         rank = Shard(o.rank, o.world_size)
         need_counts = o.world_size > 1 or worker.count > len(self.files)
+        # Workers split by whole-batch sample ranges when counting is cheap (index or count_samples):
+        # one short batch per epoch, and batch counts that do not depend on the number of workers.
+        # Whether that is possible depends on the data, never on what happens to be cached.
+        counts = self.sample_counts() if need_counts else None
+        if counts is None and worker.count > 1:
+            counts = self.sample_counts(read_if_unknown=False)
         return plan_epoch(
             self.files,
             seed=o.random_seed,
@@ -180,8 +193,7 @@ class DataLoader:
             shuffle_buffer=o.shuffle_buffer,
             rank=rank,
             worker=worker,
-            # The plan's shape must depend on the options only, never on whether counts are cached.
-            counts=self.sample_counts() if need_counts else None,
+            counts=counts,
             align=self.batch_size,
         )
 

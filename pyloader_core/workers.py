@@ -15,21 +15,25 @@ from __future__ import annotations
 import abc
 import collections
 import contextlib
+import dataclasses
 import itertools
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import queue
 import signal
+import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
 from pyloader_core import shm
 from pyloader_core.dataset import Dataset
-from pyloader_core.errors import ConfigError, WorkerDiedError
+from pyloader_core.errors import ConfigError, WorkerDiedError, WorkerError
 from pyloader_core.execute import UnitResult, describe, run_unit
 from pyloader_core.plan import WorkUnit
 from pyloader_core.reader import DataReader
@@ -200,8 +204,10 @@ class ProcessPool(WorkerPool):
         self._held: list[collections.deque[WorkUnit]] = []
         self._ready: collections.deque[UnitResult] = collections.deque()
         self._closed = False
-        self._ctx, self._reader, self._dataset, self._skip, self._use_shm = ctx, reader, dataset, skip, use_shm
+        self._ctx, self._skip, self._use_shm = ctx, skip, use_shm
+        self._payload: str | None = None
         try:
+            self._payload = _write_payload(self._prefix, reader, dataset)
             for _ in range(num_workers):
                 self._add_process()
         except BaseException:
@@ -218,19 +224,12 @@ class ProcessPool(WorkerPool):
             parent, child = ctx.Pipe(duplex=True)
             proc = ctx.Process(
                 target=_process_main,
-                args=(w, child, self._reader, self._dataset, self._skip, f"{self._prefix}-{w}" if self._use_shm else None),
+                args=(w, child, self._payload, self._skip, f"{self._prefix}-{w}" if self._use_shm else None),
                 name=f"{self._prefix}-worker-{w}",
                 daemon=True,
             )
             try:
                 proc.start()
-            except Exception as exc:
-                exc.add_note(
-                    "PyLoader: worker_type='process' sends the reader and dataset to each worker; they must be "
-                    "picklable and their classes importable (defined in a module, not in __main__ of an "
-                    "interactive session)"
-                )
-                raise
             finally:
                 child.close()
         self._conns.append(parent)
@@ -272,6 +271,12 @@ class ProcessPool(WorkerPool):
         except (EOFError, OSError):
             self._died(w)
             return
+        if isinstance(result, _InitFailure):
+            raise WorkerError(
+                f"worker process {w} could not load the reader and dataset; with worker_type='process' their "
+                f"classes must be importable in a fresh interpreter (defined in a module or under an "
+                f"`if __name__ == '__main__':` guarded script):\n{result.traceback}"
+            )
         self._held[w].remove(result.unit)
         if result.columns:
             result.columns = shm.attach(result.columns)
@@ -314,8 +319,9 @@ class ProcessPool(WorkerPool):
                     del pending[handle]
                 else:
                     try:
-                        late: UnitResult = handle.recv()
-                        shm.discard(late.columns)
+                        late = handle.recv()
+                        if isinstance(late, UnitResult):
+                            shm.discard(late.columns)
                     except (EOFError, OSError):
                         del conns[handle]
         for proc in self._procs:
@@ -333,6 +339,8 @@ class ProcessPool(WorkerPool):
         for proc in self._procs:
             if proc.exitcode is not None:
                 proc.close()
+        if self._payload is not None:
+            _remove(self._payload)
         removed = shm.unlink_leftovers(self._prefix)
         if removed:
             logger.debug("removed %d unreceived shared-memory files", removed)
@@ -355,16 +363,58 @@ def _children_ignore_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@dataclasses.dataclass(frozen=True)
+class _InitFailure:
+    """A worker could not load the reader and dataset (a class not importable in a fresh process)."""
+
+    traceback: str
+
+
+def _write_payload(prefix: str, reader: DataReader, dataset: Dataset) -> str:
+    """Pickle the reader and dataset once, to a file every worker loads.
+
+    Passing them as ``Process`` arguments would make ``start()`` block until each spawned child has
+    booted and read them from its pipe (a 5,000-word vocabulary is ~100 KB, more than a pipe holds),
+    which would hold up the consumer; a file costs one write.
+    """
+    try:
+        data = pickle.dumps((reader, dataset), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        exc.add_note(
+            "PyLoader: worker_type='process' sends the reader and dataset to each worker; they must be "
+            "picklable and their classes importable (defined in a module, not in __main__ of an "
+            "interactive session)"
+        )
+        raise
+    directory = shm.SHM_DIR if shm.shm_available() else tempfile.gettempdir()
+    fd, path = tempfile.mkstemp(prefix=f"{prefix}-init-", dir=directory)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def _process_main(
     worker: int,
     conn: multiprocessing.connection.Connection,
-    reader: DataReader,
-    dataset: Dataset,
+    payload: str,
     skip: bool,
     shm_prefix: str | None,
 ) -> None:
     # Ctrl-C goes to the whole process group; the consumer handles it and stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with open(payload, "rb") as f:
+            reader, dataset = pickle.load(f)
+    except Exception as exc:  # noqa: BLE001 - reported to the consumer, which raises it
+        conn.send(_InitFailure("".join(traceback.format_exception(exc))))
+        return
     seq = itertools.count()
     while True:
         try:

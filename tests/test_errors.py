@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import traceback
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,3 +124,34 @@ def test_skip_failing_collate_counts_batch(id_chunks):
     ids = ids_of(loader)
     assert sorted(ids) == list(range(10, TOTAL))
     assert loader.stats()["skipped_batches"] == 1 and loader.stats()["skipped_count"] == 1
+
+
+def test_reader_class_not_importable_in_workers(id_chunks, tmp_path):
+    """A reader defined where spawned workers cannot import it is a clear WorkerError, not a hang."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "unimportable.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            from helpers import IdReader
+            from pyloader_core import DataLoader, WorkerError
+
+            class LocalReader(IdReader):  # lives in __main__ of a script run with -c: not importable
+                pass
+
+            try:
+                list(DataLoader(LocalReader(batch_size=4), None, None, {str(id_chunks)!r}, num_workers=2,
+                                worker_type="process"))
+            except WorkerError as exc:
+                print("WorkerError", "could not load the reader" in str(exc), "LocalReader" in str(exc))
+            """
+        )
+    )
+    code = script.read_text()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["WorkerError", "True", "True"], proc.stderr
