@@ -137,6 +137,7 @@ class DataLoader:
         self._iterators: weakref.WeakSet[LoaderIterator] = weakref.WeakSet()
         self._default: LoaderIterator | None = None
         self._stream: BatchStream | None = None  # the latest pass's stream, for state_dict()
+        self._stream_worker = Shard()
         self._resume: Position | None = None
 
     # -- planning -------------------------------------------------------------------------------
@@ -240,7 +241,7 @@ class DataLoader:
             start=start,
             progress_total=total,
         )
-        self._stream = stream
+        self._stream, self._stream_worker = stream, worker
         it = LoaderIterator(stream)
         self._iterators.add(it)
         return it
@@ -308,10 +309,9 @@ class DataLoader:
             loader.load_state_dict(json.load(open("ckpt.json")))
             for batch in loader: ...           # continues where the state was taken
         """
-        position = self._resume
-        if position is None and self._stream is not None:
-            position = self._stream.position
-        return self.position_state(position)
+        if self._resume is not None or self._stream is None:
+            return self.position_state(self._resume)
+        return self.position_state(self._stream.position, self._stream_worker)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Make the next pass start at ``state``'s position (raises :class:`ConfigError` on a mismatch)."""

@@ -145,6 +145,8 @@ class TorchChunkDataset(IterableDataset):
         self._main: DataLoader | None = main
         self._main_pid = os.getpid()
         self._local: DataLoader | None = None
+        self._active: tuple[DataLoader, int] | None = None  # this process's latest iteration: loader, epoch
+        self._resume_state: dict[str, Any] | None = None
         self._local_key: tuple[int, bool] | None = None
         self.datareader: DataReader = main.datareader
         self.dataset: Dataset = main.dataset
@@ -192,7 +194,7 @@ class TorchChunkDataset(IterableDataset):
         """The epoch the next iteration will run (the last ``set_epoch`` plus iterations since)."""
         return int(self._epoch_state[0]) + int(self._epoch_state[1])
 
-    def _claim_epoch(self, worker: int, num_workers: int) -> int:
+    def _claim_epoch(self, worker: int, num_workers: int, resumed: int | None = None) -> int:
         """This iteration's epoch for ``worker`` of ``num_workers``; counts the iteration as started.
 
         Every participant of an iteration bumps its own counter, and worker 0 also bumps those of the
@@ -202,10 +204,11 @@ class TorchChunkDataset(IterableDataset):
             raise ConfigError(f"at most {MAX_TORCH_WORKERS} torch DataLoader workers, got {num_workers}")
         state = self._epoch_state
         counters = state[1:]
-        epoch = int(state[0]) + int(counters[worker])
-        counters[worker] += 1
+        epoch = int(state[0]) + int(counters[worker]) if resumed is None else resumed
+        # A resumed iteration re-enters its saved epoch; the next one follows on from it.
+        counters[worker] = epoch + 1 - int(state[0])
         if worker == 0 and num_workers < MAX_TORCH_WORKERS:
-            counters[num_workers:] += 1
+            counters[num_workers:] = counters[0]
         return epoch
 
     # -- loaders ------------------------------------------------------------------------------------
@@ -241,9 +244,42 @@ class TorchChunkDataset(IterableDataset):
         else:
             worker, num_workers = info.id, info.num_workers
         loader = self._loader_here(in_worker=info is not None)
-        epoch = self._claim_epoch(worker, num_workers)
+        shard = Shard(worker, num_workers)
+        start = None
+        resume, self._resume_state = self._resume_state, None
+        if resume is None:
+            epoch = self._claim_epoch(worker, num_workers)
+        else:
+            epoch = int(resume["epoch"])
+            start = loader.position_from_state(resume["loader"], worker=shard)
+            self._claim_epoch(worker, num_workers, resumed=epoch)
         logger.debug("rank %d/%d, torch worker %d/%d: epoch %d", self.rank, self.world_size, worker, num_workers, epoch)
-        return _batches(loader.iter_epochs([epoch], worker=Shard(worker, num_workers)), info is not None)
+        self._active = (loader, epoch)
+        return _batches(loader.iter_epochs([epoch], worker=shard, start=start), info is not None)
+
+    # -- checkpointing (torchdata's Stateful protocol) ------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this process's iteration stands: its epoch and the core loader's position (JSON-able).
+
+        ``torchdata.stateful_dataloader.StatefulDataLoader`` calls it in every torch worker (and in the
+        training process with ``num_workers=0``) and hands each state back on resume.
+
+        Example::
+
+            dl = StatefulDataLoader(ds, batch_size=None, num_workers=2)
+            ...
+            torch.save(dl.state_dict(), "loader.pt")    # with the model checkpoint
+            dl.load_state_dict(torch.load("loader.pt"))  # later, in a new process
+        """
+        if self._active is None:
+            return {"epoch": None}
+        loader, epoch = self._active
+        return {"epoch": epoch, "loader": loader.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make this process's next iteration resume at ``state`` (from :meth:`state_dict`)."""
+        self._resume_state = state if state.get("epoch") is not None else None
 
     def _check_distributed(self) -> None:
         if self._explicit_rank or self._warned_uninitialised:
@@ -293,6 +329,7 @@ class TorchChunkDataset(IterableDataset):
         state["_main"] = None
         state["_local"] = None
         state["_local_key"] = None
+        state["_active"] = None
         return state
 
     def __repr__(self) -> str:
