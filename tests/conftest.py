@@ -23,6 +23,16 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped under PYLOADER_REQUIRE_ALL=1 (CI must run everything): {report.longrepr}"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A whole test module skipped at import (``importorskip``) must fail under REQUIRE_ALL too."""
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_ALL and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"module skipped under PYLOADER_REQUIRE_ALL=1 (CI must run everything): {report.longrepr}"
+
+
 @pytest.fixture
 def id_chunks(tmp_path):
     """Seven JSON-lines chunks of 13..19 samples with unique ids 0..111."""
