@@ -22,6 +22,7 @@ from pyloader_core.collator import DataCollator
 from pyloader_core.dataset import Dataset
 from pyloader_core.errors import DataFormatError
 from pyloader_core.execute import UnitResult, describe, run_unit, take
+from pyloader_core.keeper import PoolKeeper
 from pyloader_core.memory import MemoryBudget
 from pyloader_core.options import LoaderOptions
 from pyloader_core.plan import EpochPlan
@@ -90,6 +91,7 @@ class BatchStream:
         stats: LoaderStats,
         start: Position | None = None,
         progress_total: int | None = None,
+        keeper: PoolKeeper | None = None,
     ) -> None:
         self._reader, self._dataset, self._collator = reader, dataset, collator
         self._options = options
@@ -104,6 +106,9 @@ class BatchStream:
         self._in_flight = 0
         self._start = start
         self._progress_total = progress_total
+        self._keeper = keeper
+        self._failed = False
+        self._submitted: set[tuple[int, int]] = set()  # units this pass submitted and has not taken
         self._last_batch_size = 0
         self._schema: tuple[list[str], str] | None = None  # keys of the first chunk, and its source
         self._budget: MemoryBudget | None = None
@@ -164,6 +169,7 @@ class BatchStream:
             if unit is None:
                 break
             self._in_flight += 1
+            self._submitted.add((unit.epoch, unit.index))
             if self._inline_first:
                 self._inline_first = False
                 inline = unit
@@ -186,10 +192,14 @@ class BatchStream:
             start = time.perf_counter()
             result = self._pool.get()
             waited += time.perf_counter() - start
+            got = (result.unit.epoch, result.unit.index)
+            if got not in self._submitted:
+                continue  # a kept pool finishing a unit of an abandoned pass
             if self._budget is not None:
                 self._budget.observe(result.raw_bytes, result.encoded_bytes)
-            self._results[(result.unit.epoch, result.unit.index)] = result
+            self._results[got] = result
         self._stats.wait_s += waited
+        self._submitted.discard(key)
         result = self._results.pop(key)
         self._in_flight -= 1
         if self._autoscaler is not None:
@@ -249,12 +259,20 @@ class BatchStream:
         if o.max_memory is not None:
             window = o.shuffle_buffer if o.shuffle_buffer > 1 else 1
             self._budget = MemoryBudget(int(o.max_memory), workers=workers, window=window)
-        self._pool = make_pool(
-            workers, o.worker_type, self._reader, self._dataset, skip=o.on_error == "skip",
-            start_method=o.start_method,
-        )
+        def make() -> WorkerPool:
+            return make_pool(
+                workers, o.worker_type, self._reader, self._dataset, skip=o.on_error == "skip",
+                start_method=o.start_method,
+            )
+
+        if self._keeper is not None:
+            self._pool, fresh = self._keeper.acquire(make)
+        else:
+            self._pool, fresh = make(), True
+        if self._budget is not None:
+            self._budget.workers = max(1, self._pool.num_workers)
         self._submit_iter = self._units()
-        self._inline_first = o.worker_type == "process" and workers > 0
+        self._inline_first = fresh and o.worker_type == "process" and workers > 0
         bar = ProgressBar(self._progress_total, "pyloader") if o.progress else None
         try:
             for i in range(len(self._plan_makers)):
@@ -268,6 +286,11 @@ class BatchStream:
                 self._plans.pop(i, None)
                 if self._stats.skipped_count:
                     logger.info("epoch %d done; %d records skipped so far", plan.epoch, self._stats.skipped_count)
+        except GeneratorExit:
+            raise  # the consumer stopped early (break, close): the pool is fine
+        except BaseException:
+            self._failed = True  # never hand a pool that just failed to another pass
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -345,7 +368,11 @@ class BatchStream:
         self._closed = True
         pool, self._pool = self._pool, None
         self._results.clear()
-        if pool is not None:
+        if pool is None:
+            return
+        if self._keeper is not None:
+            self._keeper.release(pool, reusable=not self._failed)
+        else:
             pool.close()
 
     def workers_alive(self) -> int:

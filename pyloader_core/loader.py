@@ -15,6 +15,7 @@ from pyloader_core.engine import BatchStream, Position
 from pyloader_core.errors import ConfigError
 from pyloader_core.files import list_files
 from pyloader_core.index import check_checksums, lookup_counts
+from pyloader_core.keeper import PoolKeeper
 from pyloader_core.options import LoaderOptions
 from pyloader_core.plan import EpochPlan, Shard, plan_epoch
 from pyloader_core.progress import check_available as check_progress_available
@@ -138,6 +139,9 @@ class DataLoader:
         self._default: LoaderIterator | None = None
         self._stream: BatchStream | None = None  # the latest pass's stream, for state_dict()
         self._stream_worker = Shard()
+        self._keeper = PoolKeeper()
+        # The kept pool must not outlive the loader (GC, interpreter exit); the keeper never refers back.
+        self._finalizer = weakref.finalize(self, self._keeper.close)
         self._resume: Position | None = None
 
     # -- planning -------------------------------------------------------------------------------
@@ -240,6 +244,7 @@ class DataLoader:
             stats=self._stats,
             start=start,
             progress_total=total,
+            keeper=self._keeper if self.options.persistent_workers else None,
         )
         self._stream, self._stream_worker = stream, worker
         it = LoaderIterator(stream)
@@ -337,6 +342,10 @@ class DataLoader:
         for it in list(self._iterators):
             it.close()
         self._default = None
+        self._keeper.close()
+        self._keeper = PoolKeeper()  # the loader may be iterated again
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, self._keeper.close)
 
     def __enter__(self) -> DataLoader:
         return self

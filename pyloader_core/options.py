@@ -42,6 +42,9 @@ class LoaderOptions:
         max_memory: a byte budget (``2_000_000_000`` or ``"2GB"``) for the chunks the loader holds:
             chunks in flight are capped by their measured size so the loader stays within it.
         progress: draw a ``tqdm`` bar (samples/s, epoch, queue depth) on stderr.
+        persistent_workers: keep the workers alive between passes (``iter()`` calls) until
+            ``loader.close()``: no start-up cost per epoch when each epoch is its own pass
+            (the PyTorch and TensorFlow adapters).
 
     Example::
 
@@ -63,6 +66,7 @@ class LoaderOptions:
     world_size: int = 1
     max_memory: int | str | None = None
     progress: bool = False
+    persistent_workers: bool = False
 
     def __post_init__(self) -> None:
         _int_option("num_epoch", self.num_epoch, 0)

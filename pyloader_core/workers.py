@@ -75,6 +75,13 @@ class WorkerPool(abc.ABC):
         """Add one worker (``num_workers="auto"``)."""
         raise NotImplementedError(f"{type(self).__name__} cannot add workers")
 
+    def healthy(self) -> bool:
+        """Every worker still running: the pool can serve another pass."""
+        return self.alive() == self.num_workers
+
+    def forget_pending(self) -> None:
+        """Drop queued units that no worker has started (before the pool serves a new pass)."""
+
 
 class InlinePool(WorkerPool):
     """``num_workers=0``: units run in the consumer's thread when their result is asked for.
@@ -97,6 +104,12 @@ class InlinePool(WorkerPool):
         return run_unit(self._reader, self._dataset, self._pending.popleft(), worker=0, skip=self._skip)
 
     def close(self) -> None:
+        self._pending.clear()
+
+    def healthy(self) -> bool:
+        return True
+
+    def forget_pending(self) -> None:
         self._pending.clear()
 
 
@@ -135,6 +148,16 @@ class ThreadPool(WorkerPool):
     def grow(self) -> None:
         if not self._closed:
             self._add_thread()
+
+    def healthy(self) -> bool:
+        return not self._closed and super().healthy()
+
+    def forget_pending(self) -> None:
+        while True:
+            try:
+                self._tasks.get_nowait()
+            except queue.Empty:
+                return
 
     def submit(self, unit: WorkUnit) -> None:
         self._tasks.put(unit)
@@ -217,6 +240,9 @@ class ProcessPool(WorkerPool):
     def grow(self) -> None:
         if not self._closed:
             self._add_process()
+
+    def healthy(self) -> bool:
+        return not self._closed and super().healthy()
 
     def _add_process(self) -> None:
         w, ctx = len(self._procs), self._ctx
