@@ -115,7 +115,7 @@ class BatchStream:
         self._inline_first = False
         self._autoscaler: WorkerAutoscaler | None = None
         self.epoch = -1  # epoch (0-based) of the batch last yielded
-        self.position: Position | None = start  # where the next batch starts (None: the first epoch's start)
+        self.position: Position | None = start  # where the next batch starts
 
     # -- pool and submission ---------------------------------------------------------------
 

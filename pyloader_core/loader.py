@@ -53,6 +53,11 @@ class LoaderIterator:
         """0-based epoch of the batch last returned (-1 before the first)."""
         return self._stream.epoch
 
+    @property
+    def position(self) -> Position:
+        """Where the next batch starts (for :meth:`DataLoader.position_state`)."""
+        return self._stream.position
+
     def workers_alive(self) -> int:
         """Running background workers (0 once closed)."""
         return self._stream.workers_alive()
@@ -228,6 +233,8 @@ class DataLoader:
         """
         epochs = list(epochs)
         makers = [functools.partial(self.plan, e, worker) for e in epochs]
+        if start is None and epochs:
+            start = Position(epochs[0])  # a no-op start, so that the position is known from the outset
         total = None
         if self.options.progress and worker.count == 1:
             try:

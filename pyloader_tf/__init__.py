@@ -18,6 +18,7 @@ Example::
 """
 
 from pyloader_tf.callback import EpochSyncCallback
+from pyloader_tf.checkpoint import TFLoaderState
 from pyloader_tf.collator import TFCollator
 from pyloader_tf.dataset import TFEpochSource, infer_loader_signature, make_tf_dataset, peek_batch
 from pyloader_tf.distribute import DistributedDatasetFn, make_distributed_dataset_fn
@@ -29,6 +30,7 @@ __all__ = [
     "SignatureMismatchError",
     "TFCollator",
     "TFEpochSource",
+    "TFLoaderState",
     "check_batch",
     "infer_loader_signature",
     "infer_signature",

@@ -68,4 +68,10 @@ class EpochSyncCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         for source in self._sources():
             source.set_epoch(self.offset + epoch)
+            source.consumed_batches = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        # What the model has taken, as opposed to what tf.data prefetched: checkpoints resume here.
+        for source in self._sources():
+            source.consumed_batches = batch + 1
         logger.debug("fit epoch %d reads loader epoch %d", epoch, self.offset + epoch)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import collections
 import threading
 import os
 from collections.abc import Iterable, Iterator
@@ -68,6 +69,10 @@ def peek_batch(loader: DataLoader) -> Any:
     return None
 
 
+#: Positions remembered per source: more than any tf.data prefetch buffer holds.
+_HISTORY = 4096
+
+
 class TFEpochSource:
     """The generator factory behind :func:`make_tf_dataset`: each call runs the loader's next epoch.
 
@@ -99,8 +104,13 @@ class TFEpochSource:
         self._lock = threading.Lock()
         self._next_epoch = self._valid_epoch(first_epoch)
         self._active = 0
+        self._resume: dict[str, Any] | None = None
+        # (epoch, batches produced, loader state after them) of recent batches: a checkpoint can then
+        # name the batch the model has consumed, though tf.data prefetched further.
+        self._history: collections.deque[tuple[int, int, dict[str, Any]]] = collections.deque(maxlen=_HISTORY)
+        self.consumed_batches: int | None = None
         o = loader.options
-        if o.worker_type == "process" and o.num_workers > 0 and o.start_method == "fork":
+        if o.worker_type == "process" and o.num_workers != 0 and o.start_method == "fork":
             logger.warning(
                 "worker_type='process' with start_method='fork' forks a process that runs TensorFlow's threads, "
                 "which can deadlock the workers; prefer start_method='spawn' (the default) or 'forkserver'"
@@ -128,23 +138,70 @@ class TFEpochSource:
 
     def __call__(self) -> Iterator[Any]:
         with self._lock:
-            epoch = self._next_epoch
-            self._next_epoch += 1
-        return self._batches(epoch)
+            resume, self._resume = self._resume, None
+            if resume is None:
+                epoch, start = self._next_epoch, None
+            else:
+                epoch = int(resume["epoch"])
+                start = self.loader.position_from_state(resume["loader"])
+            self._next_epoch = epoch + 1
+            self.consumed_batches = None
+        return self._batches(epoch, start)
 
-    def _batches(self, epoch: int) -> Iterator[Any]:
+    # -- checkpointing ------------------------------------------------------------------------------
+
+    def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
+        """The position after the latest batch of the current epoch (JSON-serialisable, no data).
+
+        ``consumed``: the number of this epoch's batches the model has taken (default
+        :attr:`consumed_batches`, which :class:`~pyloader_tf.EpochSyncCallback` keeps up to date during
+        ``model.fit``); tf.data may have prefetched more, and those must be read again on resume.
+        Without either, the position after the last batch produced.
+
+        Example::
+
+            ckpt = tf.train.Checkpoint(model=model, loader=TFLoaderState(ds.pyloader))
+        """
+        consumed = self.consumed_batches if consumed is None else consumed
+        with self._lock:
+            if not self._history:
+                return {"epoch": self._next_epoch, "loader": self.loader.position_state(None)}
+            if consumed is None:
+                _, _, state = self._history[-1]
+                return state
+            epoch = self._history[-1][0]
+            for e, produced, state in reversed(self._history):
+                if e == epoch and produced == consumed:
+                    return state
+        raise ConfigError(f"no saved position after batch {consumed} of epoch {epoch} (too far behind the loader)")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next iteration of the dataset resume at ``state`` (from :meth:`state_dict`)."""
+        self.loader.position_from_state(state["loader"])  # check it now, not mid-training
+        with self._lock:
+            self._resume = state
+
+    def _batches(self, epoch: int, start: Any = None) -> Iterator[Any]:
         logger.debug("tf.data iteration starts epoch %d", epoch)
-        it = self.loader.iter_epochs([epoch])
+        it = self.loader.iter_epochs([epoch], start=start)
+        produced = 0
         with self._lock:
             self._active += 1
+            self._history.append((epoch, produced, self._state(epoch, it)))
         try:
             for batch in it:
+                produced += 1
+                with self._lock:
+                    self._history.append((epoch, produced, self._state(epoch, it)))
                 yield check_batch(batch, self.output_signature) if self.check else batch
         finally:
             it.close()
             with self._lock:
                 self._active -= 1
             logger.debug("tf.data iteration of epoch %d closed", epoch)
+
+    def _state(self, epoch: int, it: Any) -> dict[str, Any]:
+        return {"epoch": epoch, "loader": self.loader.position_state(it.position)}
 
     def dataset(self, cardinality: int | None = None) -> tf.data.Dataset:
         """A ``tf.data.Dataset`` over this source; ``cardinality``: batches per epoch, when known.
