@@ -69,9 +69,9 @@ class EpochSyncCallback(keras.callbacks.Callback):
         for source in self._sources():
             source.set_epoch(self.offset + epoch)
             source.consumed_batches = 0
+        logger.debug("fit epoch %d reads loader epoch %d", epoch, self.offset + epoch)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         # What the model has taken, as opposed to what tf.data prefetched: checkpoints resume here.
         for source in self._sources():
             source.consumed_batches = batch + 1
-        logger.debug("fit epoch %d reads loader epoch %d", epoch, self.offset + epoch)
