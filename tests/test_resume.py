@@ -73,6 +73,7 @@ def test_resume_with_process_workers(data):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(
     num_workers=st.integers(0, 3),
+    worker_type=st.sampled_from(["thread", "process"]),
     shuffle=st.booleans(),
     shuffle_buffer=st.integers(0, 4),
     drop_last=st.booleans(),
@@ -82,11 +83,15 @@ def test_resume_with_process_workers(data):
     stop=st.floats(0, 1),
     data_=st.data(),
 )
-def test_property_resume_is_exact(data, num_workers, shuffle, shuffle_buffer, drop_last, batch_size, world, seed, stop, data_):
+def test_property_resume_is_exact(
+    data, num_workers, worker_type, shuffle, shuffle_buffer, drop_last, batch_size, world, seed, stop, data_
+):
     rank = data_.draw(st.integers(0, world - 1))
     cfg = dict(
         num_epoch=2, num_workers=num_workers, shuffle=shuffle, shuffle_buffer=shuffle_buffer, drop_last=drop_last,
         batch_size=batch_size, random_seed=seed, rank=rank, world_size=world,
+        # fork keeps 40 examples of process pools fast; spawn is covered by the tests above
+        worker_type=worker_type, start_method="fork",
     )
     full = batches(make(data, **cfg))
     k = int(stop * len(full))
