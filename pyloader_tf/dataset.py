@@ -72,6 +72,34 @@ def peek_batch(loader: DataLoader) -> Any:
 #: Positions remembered per source: more than any tf.data prefetch buffer holds.
 _HISTORY = 4096
 
+# Iterations of every source still open. TensorFlow finalizes an abandoned generator on its own
+# thread, some time after the iterator is dropped: wait_idle() waits for exactly that event.
+_open_iterations = 0
+_open_changed = threading.Condition()
+
+
+def _opened(delta: int) -> None:
+    global _open_iterations
+    with _open_changed:
+        _open_iterations += delta
+        _open_changed.notify_all()
+
+
+def wait_idle(timeout: float | None = None) -> bool:
+    """Wait until every iteration of every PyLoader tf.data dataset has closed (workers stopped).
+
+    TensorFlow closes an abandoned iterator's generator asynchronously; call this before checking
+    that nothing is left running, or before exiting a job that must not leave workers behind.
+    Returns ``False`` on timeout.
+
+    Example::
+
+        del iterator
+        assert wait_idle(timeout=15)
+    """
+    with _open_changed:
+        return _open_changed.wait_for(lambda: _open_iterations == 0, timeout)
+
 
 class TFEpochSource:
     """The generator factory behind :func:`make_tf_dataset`: each call runs the loader's next epoch.
@@ -188,6 +216,7 @@ class TFEpochSource:
         with self._lock:
             self._active += 1
             self._history.append((epoch, produced, self._state(epoch, it)))
+        _opened(+1)
         try:
             for batch in it:
                 produced += 1
@@ -198,6 +227,7 @@ class TFEpochSource:
             it.close()
             with self._lock:
                 self._active -= 1
+            _opened(-1)
             logger.debug("tf.data iteration of epoch %d closed", epoch)
 
     def _state(self, epoch: int, it: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import gc
 import json
 import os
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from pyloader_tf import (  # noqa: E402
     infer_signature,
     make_distributed_dataset_fn,
     make_tf_dataset,
+    wait_idle,
 )
 
 WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "a", "movie", "plot"]
@@ -102,13 +102,9 @@ def children() -> list[Any]:
 
 
 def wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        gc.collect()
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
+    """Wait for TensorFlow to finalize every abandoned generator (the event itself), then check ``cond``."""
+    gc.collect()  # drop iterators kept alive only by reference cycles
+    return wait_idle(timeout) and cond()
 
 
 def ids_of(ds: Any) -> list[int]:
