@@ -83,7 +83,7 @@ class ChecksumError(DataFormatError):
         try:
             check_checksums(list_files("data/"))
         except ChecksumError as exc:
-            print(exc)  # "2 of 65 chunk file(s) differ from index.json: ..."
+            logger.error("%s", exc)  # "2 of 65 chunk file(s) differ from index.json: ..."
     """
 
 
@@ -410,8 +410,7 @@ def load_index(root_or_files: str | os.PathLike[str] | Sequence[str], *, strict:
     Example::
 
         index = load_index("data/")
-        if index is not None:
-            print(index.total_samples)
+        total = index.total_samples if index is not None else None
     """
     if isinstance(root_or_files, (str, os.PathLike)):
         root = os.fspath(root_or_files)
@@ -583,9 +582,7 @@ def verify_checksums(files: Sequence[str]) -> list[str]:
 
     Example::
 
-        bad = verify_checksums(list_files("data/"))
-        if bad:
-            print("corrupt:", bad)
+        bad = verify_checksums(list_files("data/"))  # [] when every chunk matches
     """
     files = list(files)
     if not files:

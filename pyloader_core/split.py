@@ -94,7 +94,7 @@ class SplitResult:
     Example::
 
         result = split(["big.csv"], "out/", samples_per_chunk=10_000)
-        print(result.samples, result.output_bytes, result.index_path)
+        result.samples, result.output_bytes, result.index_path
     """
 
     out_dir: str
