@@ -112,7 +112,7 @@ class BatchStream:
         self._last_batch_size = 0
         self._schema: tuple[list[str], str] | None = None  # keys of the first chunk, and its source
         self._budget: MemoryBudget | None = None
-        self._inline_first = False
+        self._make_pool: Callable[[], WorkerPool] | None = None
         self._autoscaler: WorkerAutoscaler | None = None
         self.epoch = -1  # epoch (0-based) of the batch last yielded
         self.position: Position | None = start  # where the next batch starts
@@ -160,27 +160,41 @@ class BatchStream:
             self._budget.workers = pool.num_workers
         logger.debug("input-bound (waited %.0f%% of the time): now %d workers", 100 * scaler.wait_fraction(), pool.num_workers)
 
+    def _keeper_has_pool(self) -> bool:
+        return self._keeper is not None and self._keeper.idle_workers() > 0
+
+    def _start_pool(self) -> None:
+        if self._keeper is not None:
+            self._pool, _ = self._keeper.acquire(self._make_pool)
+        else:
+            self._pool = self._make_pool()
+        if self._budget is not None:
+            self._budget.workers = max(1, self._pool.num_workers)
+
+    def _run_here(self, unit: Any) -> None:
+        """Run ``unit`` in the consumer's thread (before the workers are up)."""
+        skip = self._options.on_error == "skip"
+        self._results[(unit.epoch, unit.index)] = run_unit(self._reader, self._dataset, unit, worker=-1, skip=skip)
+
     def _top_up(self) -> None:
-        assert self._pool is not None and self._submit_iter is not None
+        assert self._submit_iter is not None
+        if self._pool is None:  # deferred start: first chunk here, then the workers
+            unit = next(self._submit_iter, None)
+            if unit is not None:
+                self._in_flight += 1
+                self._submitted.add((unit.epoch, unit.index))
+                self._run_here(unit)
+            self._start_pool()
+        assert self._pool is not None
         cap = self._queue_cap()
-        inline = None
         while self._in_flight < cap:
             unit = next(self._submit_iter, None)
             if unit is None:
                 break
             self._in_flight += 1
             self._submitted.add((unit.epoch, unit.index))
-            if self._inline_first:
-                self._inline_first = False
-                inline = unit
-                continue
             self._pool.submit(unit)
         self._stats.in_flight = self._in_flight
-        if inline is not None:
-            # Worker processes take a while to start (spawn imports everything again): the consumer
-            # reads the very first chunk meanwhile, so start-up does not delay the first batch.
-            skip = self._options.on_error == "skip"
-            self._results[(inline.epoch, inline.index)] = run_unit(self._reader, self._dataset, inline, worker=-1, skip=skip)
 
     def _take(self, epoch: int, index: int) -> UnitResult:
         """The result of unit ``index`` of ``epoch``, waiting for it if needed (plan order)."""
@@ -265,14 +279,14 @@ class BatchStream:
                 start_method=o.start_method,
             )
 
-        if self._keeper is not None:
-            self._pool, fresh = self._keeper.acquire(make)
-        else:
-            self._pool, fresh = make(), True
-        if self._budget is not None:
-            self._budget.workers = max(1, self._pool.num_workers)
+        self._make_pool = make
         self._submit_iter = self._units()
-        self._inline_first = fresh and o.worker_type == "process" and workers > 0
+        # Fresh worker processes take a while to start (spawn imports everything again). The consumer
+        # reads the first chunk before starting them, so they do not compete with it for the CPU and
+        # the first batch comes as soon as one chunk is read.
+        self._defer_pool = o.worker_type == "process" and workers > 0 and not self._keeper_has_pool()
+        if not self._defer_pool:
+            self._start_pool()
         bar = ProgressBar(self._progress_total, "pyloader") if o.progress else None
         try:
             for i in range(len(self._plan_makers)):

@@ -31,9 +31,7 @@ import logging
 import os
 import re
 import shutil
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from typing import Any, BinaryIO
 
@@ -142,6 +140,9 @@ def url_to_fs(url: str) -> tuple[Any, str]:
 
 
 def _http_request(url: str, method: str = "GET") -> Any:
+    import urllib.error  # imported here: urllib.request pulls in ssl, which local-only jobs never need
+    import urllib.request
+
     req = urllib.request.Request(url, method=method, headers={"User-Agent": "pyloader"})
     try:
         return urllib.request.urlopen(req, timeout=_HTTP_TIMEOUT_S)
