@@ -109,6 +109,7 @@ class BatchStream:
         self._keeper = keeper
         self._failed = False
         self._submitted: set[tuple[int, int]] = set()  # units this pass submitted and has not taken
+        self._taken = 0  # units this pass has taken from the pool
         self._last_batch_size = 0
         self._schema: tuple[list[str], str] | None = None  # keys of the first chunk, and its source
         self._budget: MemoryBudget | None = None
@@ -137,6 +138,10 @@ class BatchStream:
     def _queue_cap(self) -> int:
         """Chunks allowed in flight now: ``max_queue_size``, or less to stay within ``max_memory``."""
         assert self._pool is not None
+        if self._taken == 0 and self._options.worker_type == "thread":
+            # The first chunk alone: threads share the GIL, and several first chunks read at once
+            # would all arrive late. The queue fills as soon as the first batch is out.
+            return 1
         size = self._options.max_queue_size
         if size != "auto":
             cap = int(size)
@@ -214,6 +219,7 @@ class BatchStream:
             self._results[got] = result
         self._stats.wait_s += waited
         self._submitted.discard(key)
+        self._taken += 1
         result = self._results.pop(key)
         self._in_flight -= 1
         if self._autoscaler is not None:
