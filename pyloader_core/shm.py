@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SHM_DIR", "ShmArray", "attach", "discard", "pack", "shm_available", "unlink_leftovers"]
+__all__ = ["SHM_DIR", "ShmArray", "attach", "discard", "pack", "remove_orphans", "shm_available", "unlink_leftovers"]
 
 SHM_DIR = "/dev/shm"
 _MIN_BYTES = 1 << 16  # below this, pickling through the pipe is as cheap
@@ -120,4 +120,32 @@ def unlink_leftovers(prefix: str) -> int:
             count += 1
         except FileNotFoundError:
             pass
+    return count
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
+def remove_orphans() -> int:
+    """Remove the files of loaders whose process no longer exists (killed with SIGKILL, power loss).
+
+    Names carry the creating process's pid (``pyloader-<pid>-...``); a file whose pid is gone can
+    never be received or cleaned up by its owner. Returns how many were removed.
+    """
+    count = 0
+    for path in glob.glob(os.path.join(SHM_DIR, "pyloader-*")):
+        pid = os.path.basename(path).split("-")[1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            try:
+                os.unlink(path)
+                count += 1
+            except FileNotFoundError:
+                pass
     return count

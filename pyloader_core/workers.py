@@ -222,6 +222,8 @@ class ProcessPool(WorkerPool):
             raise ConfigError(f"start_method {start_method!r} is not available here: {exc}") from None
         self._prefix = f"pyloader-{os.getpid()}-{next(_pool_ids)}"
         use_shm = shm.shm_available()
+        if use_shm and shm.remove_orphans():
+            logger.info("removed shared-memory files left by loaders that were killed")
         self._conns: list[multiprocessing.connection.Connection] = []
         self._procs: list[Any] = []
         self._held: list[collections.deque[WorkUnit]] = []

@@ -162,3 +162,23 @@ def test_close_does_not_wait_for_a_stuck_worker_process(id_chunks):
     it.close()
     assert time.monotonic() - start < 5  # terminated after the grace period, not after 120 s
     assert workers_running() == (0, 0)
+
+
+def test_files_of_killed_loaders_are_removed(id_chunks):
+    """A loader killed with SIGKILL cannot clean up; the next process pool removes what it left."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(proc.stdout)  # a pid that has exited
+    orphan = os.path.join(SHM_DIR, f"pyloader-{dead}-0-init-test")
+    mine = os.path.join(SHM_DIR, f"pyloader-{os.getpid()}-999-keep")
+    for path in (orphan, mine):
+        with open(path, "wb") as f:
+            f.write(b"x")
+    try:
+        ids = [i for b in DataLoader(IdReader(batch_size=4), IdDataset(), None, id_chunks, num_workers=1, worker_type="process") for i in b["id"].tolist()]
+        assert len(ids) == sum(13 + c for c in range(7))
+        assert not os.path.exists(orphan)
+        assert os.path.exists(mine)  # a live process's files are never touched
+    finally:
+        for path in (orphan, mine):
+            if os.path.exists(path):
+                os.unlink(path)
