@@ -16,17 +16,14 @@ the loss per epoch (going down), time to first batch, samples/s per epoch and pe
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
-import tempfile
 import time
 
 import numpy as np
+from sample_data import MAX_SEQ_LEN, SPECIALS, VOCAB_WORDS, in_workdir, make_dataset  # examples/, beside this script
 
 from pyloader_core import DataLoader, JsonLineDataReader, NumpyDataCollator, TextDataset
-from sample_data import MAX_SEQ_LEN, SPECIALS, VOCAB_WORDS, make_dataset  # examples/, beside this script
-
 
 # --------------------------------------------------------------------------- dataset
 
@@ -166,13 +163,7 @@ def run(args: argparse.Namespace, root: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.keep:
-        os.makedirs(args.keep, exist_ok=True)
-        run(args, args.keep)
-        print(f"dataset kept in {args.keep}")
-    else:
-        with tempfile.TemporaryDirectory(prefix="pyloader-demo-") as root:
-            run(args, root)
+    in_workdir(run, args, "pyloader-demo-")
 
 
 if __name__ == "__main__":  # required: process workers are started with spawn and re-import this file

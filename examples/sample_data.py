@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_SEQ_LEN", "SPECIALS", "VOCAB_WORDS", "make_dataset"]
+__all__ = ["MAX_SEQ_LEN", "SPECIALS", "VOCAB_WORDS", "make_dataset", "in_workdir"]
 
 VOCAB_WORDS = 5_000
 MIN_WORDS, MAX_WORDS = 20, 120
@@ -53,3 +56,14 @@ def make_dataset(root: str, chunks: int, samples_per_chunk: int, seed: int = 0) 
         with open(os.path.join(data_dir, f"chunk-{c:05d}.jsonl"), "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
     return data_dir, vocab_file
+
+
+def in_workdir(run: Callable[[Any, str], Any], args: Any, prefix: str) -> None:
+    """``run(args, root)`` in ``args.keep`` (kept afterwards) or in a temporary directory."""
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+        run(args, args.keep)
+        print(f"dataset kept in {args.keep}")
+    else:
+        with tempfile.TemporaryDirectory(prefix=prefix) as root:
+            run(args, root)

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from sample_data import MAX_SEQ_LEN, SPECIALS, VOCAB_WORDS, make_dataset  # examples/, beside this script
+from sample_data import MAX_SEQ_LEN, SPECIALS, VOCAB_WORDS, in_workdir, make_dataset  # examples/, beside this script
 
 SEED = 42
 
@@ -197,13 +196,7 @@ def run(args: argparse.Namespace, root: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.keep:
-        os.makedirs(args.keep, exist_ok=True)
-        run(args, args.keep)
-        print(f"dataset kept in {args.keep}")
-    else:
-        with tempfile.TemporaryDirectory(prefix="pyloader-tf-demo-") as root:
-            run(args, root)
+    in_workdir(run, args, "pyloader-tf-demo-")
 
 
 if __name__ == "__main__":  # required: process workers are started with spawn and re-import this file

@@ -27,19 +27,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
+from sample_data import MAX_SEQ_LEN, SPECIALS, VOCAB_WORDS, in_workdir, make_dataset  # examples/, beside this script
 from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pyloader_core import JsonLineDataReader, TextDataset
 from pyloader_torch import TorchChunkDataset
-from sample_data import MAX_SEQ_LEN, SPECIALS, VOCAB_WORDS, make_dataset  # examples/, beside this script
 
 try:
     from tqdm import tqdm
@@ -222,13 +221,7 @@ def run(args: argparse.Namespace, root: str) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))  # leave cores to the loader's workers
-    if args.keep:
-        os.makedirs(args.keep, exist_ok=True)
-        run(args, args.keep)
-        print(f"dataset kept in {args.keep}")
-    else:
-        with tempfile.TemporaryDirectory(prefix="pyloader-torch-demo-") as root:
-            run(args, root)
+    in_workdir(run, args, "pyloader-torch-demo-")
 
 
 if __name__ == "__main__":  # required: worker processes may re-import this file

@@ -42,6 +42,8 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
 
+_READ_FORMATS = ["jsonl", "csv", "parquet", "txt", "numpy"]  # what --format accepts for reading
+
 def _size(text: str) -> int:
     try:
         return parse_size(text)
@@ -701,7 +703,7 @@ def _build_parser() -> _Parser:
     p.add_argument("dir", metavar="DIR", help="directory of chunk files (local or an fsspec URL)")
     p.add_argument(
         "--format",
-        choices=["jsonl", "csv", "parquet", "txt", "numpy"],
+        choices=_READ_FORMATS,
         help="count every file as this format (default: from each file's name)",
     )
     p.add_argument("--verify", action="store_true", help="verify sizes and SHA-256 checksums against index.json")
@@ -719,7 +721,7 @@ def _build_parser() -> _Parser:
     p.add_argument("dir", metavar="DIR", help="directory, glob or URL of chunk files")
     p.add_argument(
         "--format",
-        choices=["jsonl", "csv", "parquet", "txt", "numpy"],
+        choices=_READ_FORMATS,
         help="read every file as this format (default: from each file's name)",
     )
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")

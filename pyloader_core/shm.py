@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SHM_DIR", "ShmArray", "attach", "discard", "pack", "remove_orphans", "shm_available", "unlink_leftovers"]
+__all__ = ["SHM_DIR", "ShmArray", "attach", "discard", "pack", "remove_orphans", "shm_available", "unlink_leftovers", "unlink_quietly"]
 
 SHM_DIR = "/dev/shm"
 _MIN_BYTES = 1 << 16  # below this, pickling through the pipe is as cheap
@@ -104,23 +104,22 @@ def discard(columns: dict[str, Any] | None) -> None:
         return
     for value in columns.values():
         if isinstance(value, ShmArray):
-            try:
-                os.unlink(os.path.join(SHM_DIR, value.name))
-            except FileNotFoundError:
-                pass
+            unlink_quietly(os.path.join(SHM_DIR, value.name))
             return
+
+
+def unlink_quietly(path: str) -> bool:
+    """Remove ``path``; ``False`` when it was already gone (someone else cleaned up first)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def unlink_leftovers(prefix: str) -> int:
     """Remove every file of ``prefix``; returns how many there were."""
-    count = 0
-    for path in glob.glob(os.path.join(SHM_DIR, glob.escape(prefix) + "-*")):
-        try:
-            os.unlink(path)
-            count += 1
-        except FileNotFoundError:
-            pass
-    return count
+    return sum(unlink_quietly(p) for p in glob.glob(os.path.join(SHM_DIR, glob.escape(prefix) + "-*")))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -143,9 +142,5 @@ def remove_orphans() -> int:
     for path in glob.glob(os.path.join(SHM_DIR, "pyloader-*")):
         pid = os.path.basename(path).split("-")[1]
         if pid.isdigit() and not _pid_alive(int(pid)):
-            try:
-                os.unlink(path)
-                count += 1
-            except FileNotFoundError:
-                pass
+            count += unlink_quietly(path)
     return count

@@ -368,7 +368,7 @@ class ProcessPool(WorkerPool):
             if proc.exitcode is not None:
                 proc.close()
         if self._payload is not None:
-            _remove(self._payload)
+            shm.unlink_quietly(self._payload)
         removed = shm.unlink_leftovers(self._prefix)
         if removed:
             logger.debug("removed %d unreceived shared-memory files", removed)
@@ -419,13 +419,6 @@ def _write_payload(prefix: str, reader: DataReader, dataset: Dataset) -> str:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     return path
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _process_main(
