@@ -165,9 +165,6 @@ class BatchStream:
             self._budget.workers = pool.num_workers
         logger.debug("input-bound (waited %.0f%% of the time): now %d workers", 100 * scaler.wait_fraction(), pool.num_workers)
 
-    def _keeper_has_pool(self) -> bool:
-        return self._keeper is not None and self._keeper.idle_workers() > 0
-
     def _start_pool(self) -> None:
         if self._keeper is not None:
             self._pool, _ = self._keeper.acquire(self._make_pool)
@@ -290,8 +287,8 @@ class BatchStream:
         # Fresh worker processes take a while to start (spawn imports everything again). The consumer
         # reads the first chunk before starting them, so they do not compete with it for the CPU and
         # the first batch comes as soon as one chunk is read.
-        self._defer_pool = o.worker_type == "process" and workers > 0 and not self._keeper_has_pool()
-        if not self._defer_pool:
+        keeper_has_pool = self._keeper is not None and self._keeper.idle_workers() > 0
+        if not (o.worker_type == "process" and workers > 0 and not keeper_has_pool):
             self._start_pool()
         bar = ProgressBar(self._progress_total, "pyloader") if o.progress else None
         try:

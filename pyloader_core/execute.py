@@ -11,7 +11,6 @@ import dataclasses
 import pickle
 import time
 import traceback
-from typing import Any
 
 import numpy as np
 
