@@ -20,6 +20,7 @@ from pyloader_core.errors import (
     SampleCountError,
     WorkerDiedError,
     WorkerError,
+    WorkerTimeoutError,
 )
 from pyloader_core.files import list_files
 from pyloader_core.loader import DataLoader, LoaderIterator
@@ -60,6 +61,7 @@ __all__ = [
     "WorkUnit",
     "WorkerDiedError",
     "WorkerError",
+    "WorkerTimeoutError",
     "get_reader",
     "list_files",
     "plan_epoch",

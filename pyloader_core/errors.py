@@ -16,6 +16,7 @@ __all__ = [
     "SampleCountError",
     "WorkerDiedError",
     "WorkerError",
+    "WorkerTimeoutError",
 ]
 
 
@@ -48,15 +49,14 @@ class DataFormatError(PyLoaderError, ValueError):
         self.path = path
         self.record = record
 
-    def __reduce__(self):  # keep path/record when pickled across processes
-        return (_rebuild_data_format_error, (self.args[0], self.path, self.record))
+    def __reduce__(self):  # across processes: keep the subclass, path, record and notes (``__dict__``)
+        return (_rebuild, (type(self), self.args), self.__dict__)
 
 
-def _rebuild_data_format_error(text: str, path: str | None, record: int | None) -> DataFormatError:
-    err = DataFormatError.__new__(DataFormatError)
-    Exception.__init__(err, text)
-    err.path = path
-    err.record = record
+def _rebuild(cls: type[BaseException], args: tuple) -> BaseException:
+    """Recreate an error of ``cls`` with ``args`` without calling its ``__init__`` (which formats them)."""
+    err = cls.__new__(cls)
+    err.args = args
     return err
 
 
@@ -74,3 +74,18 @@ class WorkerError(PyLoaderError):
 
 class WorkerDiedError(WorkerError):
     """A worker process ended without reporting (killed, crashed); names its exit code."""
+
+
+class WorkerTimeoutError(WorkerError, TimeoutError):
+    """No result arrived for ``timeout`` seconds while a worker held a unit.
+
+    The message names the worker, its pid (process workers), the chunk and the time waited; ``stack``
+    is the stuck worker's Python stack when one could be had (``faulthandler``), else ``None``.
+    """
+
+    def __init__(self, message: str, stack: str | None = None) -> None:
+        super().__init__(message if stack is None else f"{message}\nWorker stack:\n{stack}")
+        self.stack = stack
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), self.args), self.__dict__)

@@ -11,16 +11,16 @@ from typing import Any
 
 from pyloader_core.collator import DataCollator, NumpyDataCollator
 from pyloader_core.dataset import Dataset
-from pyloader_core.engine import BatchStream, Position
+from pyloader_core.runtime.engine import BatchStream, Position
 from pyloader_core.errors import ConfigError
 from pyloader_core.files import list_files
 from pyloader_core.index import check_checksums, lookup_counts
-from pyloader_core.keeper import PoolKeeper
+from pyloader_core.runtime.keeper import PoolKeeper
 from pyloader_core.options import LoaderOptions
 from pyloader_core.plan import EpochPlan, Shard, plan_epoch
 from pyloader_core.progress import check_available as check_progress_available
 from pyloader_core.reader import DataReader, check_columns
-from pyloader_core.stats import LoaderStats
+from pyloader_core.runtime.stats import LoaderStats
 
 __all__ = ["DataLoader", "LoaderIterator"]
 

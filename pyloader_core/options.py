@@ -11,7 +11,7 @@ __all__ = ["LoaderOptions"]
 
 _WORKER_TYPES = ("thread", "process")
 _ON_ERROR = ("raise", "skip")
-_START_METHODS = ("spawn", "forkserver", "fork")
+_START_METHODS = ("auto", "fork", "forkserver", "spawn")
 
 
 def _int_option(name: str, value: object, minimum: int) -> None:
@@ -33,7 +33,9 @@ class LoaderOptions:
         num_workers: background workers (0: read in the consumer's thread). ``"auto"``: start with
             one and add one (up to the CPU count) whenever the consumer has to wait for data.
         worker_type: ``"thread"`` (I/O-bound or GIL-releasing work) or ``"process"`` (CPU-bound encoding).
-        start_method: multiprocessing start method for process workers.
+        start_method: how process workers start: ``"auto"`` (fork while this process runs one thread,
+            where fork is safe and starts in milliseconds; spawn once other threads exist),
+            ``"fork"``, ``"spawn"`` or ``"forkserver"``.
         shuffle_buffer: mix the samples of this many consecutive chunks (0 or 1: no mixing).
         batch_size: overrides the reader's ``batch_size``.
         drop_last: drop each epoch's last, short batch.
@@ -42,6 +44,9 @@ class LoaderOptions:
         max_memory: a byte budget (``2_000_000_000`` or ``"2GB"``) for the chunks the loader holds:
             chunks in flight are capped by their measured size so the loader stays within it.
         progress: draw a ``tqdm`` bar (samples/s, epoch, queue depth) on stderr.
+        timeout: seconds to wait for a result while a worker holds a unit before raising
+            :class:`~pyloader_core.WorkerTimeoutError` (naming the worker, the chunk and its stack);
+            ``None``: wait, logging a warning every 60 s without progress.
         persistent_workers: keep the workers alive between passes (``iter()`` calls) until
             ``loader.close()``: no start-up cost per epoch when each epoch is its own pass
             (the PyTorch and TensorFlow adapters).
@@ -57,7 +62,7 @@ class LoaderOptions:
     random_seed: int = 42
     num_workers: int | str = 1
     worker_type: str = "thread"
-    start_method: str = "spawn"
+    start_method: str = "auto"
     shuffle_buffer: int = 0
     batch_size: int | None = None
     drop_last: bool = False
@@ -67,6 +72,7 @@ class LoaderOptions:
     max_memory: int | str | None = None
     progress: bool = False
     persistent_workers: bool = False
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         _int_option("num_epoch", self.num_epoch, 0)
@@ -92,5 +98,9 @@ class LoaderOptions:
             raise ConfigError(f"worker_type must be one of {_WORKER_TYPES}, got {self.worker_type!r}")
         if self.on_error not in _ON_ERROR:
             raise ConfigError(f"on_error must be one of {_ON_ERROR}, got {self.on_error!r}")
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0
+        ):
+            raise ConfigError(f"timeout must be a number of seconds > 0 (or None), got {self.timeout!r}")
         if self.start_method not in _START_METHODS:
             raise ConfigError(f"start_method must be one of {_START_METHODS}, got {self.start_method!r}")

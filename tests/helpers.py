@@ -13,6 +13,23 @@ import numpy as np
 from pyloader_core import DataCollator, DataReader, Dataset
 
 
+def worker_processes() -> list:
+    """This process's running descendants but multiprocessing's helpers (resource tracker, forkserver)."""
+    import psutil
+
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            cmd = " ".join(p.cmdline())
+        except psutil.Error:
+            continue
+        if "resource_tracker" not in cmd and "forkserver" not in cmd:
+            out.append(p)
+    return out
+
+
 def write_id_chunks(directory: Path, sizes: list[int], *, prefix: str = "chunk") -> Path:
     """JSON-lines chunks with ``id`` (unique, consecutive), ``input_text`` and ``label``."""
     directory.mkdir(parents=True, exist_ok=True)

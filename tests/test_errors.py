@@ -146,7 +146,7 @@ def test_reader_class_not_importable_in_workers(id_chunks, tmp_path):
 
             try:
                 list(DataLoader(LocalReader(batch_size=4), None, None, {str(id_chunks)!r}, num_workers=2,
-                                worker_type="process"))
+                                worker_type="process", start_method="spawn"))
             except WorkerError as exc:
                 print("WorkerError", "could not load the reader" in str(exc), "LocalReader" in str(exc))
             """

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import psutil
 import pytest
-from helpers import IdDataset, IdReader, ids_of, write_id_chunks
+from helpers import IdDataset, IdReader, ids_of, worker_processes, write_id_chunks
 
 from pyloader_core import DataFormatError, DataLoader, JsonLineDataReader, NumpyDataCollator, TextDataset
 
@@ -22,7 +22,7 @@ IDS = ["inline", "threads", "processes"]
 
 def workers_running() -> tuple[int, int]:
     threads = sum(t.name.startswith("pyloader-") for t in threading.enumerate())
-    procs = sum("spawn_main" in " ".join(p.cmdline()) for p in psutil.Process().children(recursive=True) if p.is_running())
+    procs = len(worker_processes())
     return threads, procs
 
 
@@ -152,9 +152,8 @@ def test_keyboard_interrupt_in_training_step_with_processes(data):
         for i, _ in enumerate(loader):
             if i == 0:
                 # Ctrl-C in a terminal reaches the workers too: they ignore it and the consumer decides.
-                for p in psutil.Process().children():
-                    if "spawn_main" in " ".join(p.cmdline()):
-                        os.kill(p.pid, signal.SIGINT)
+                for p in worker_processes():
+                    os.kill(p.pid, signal.SIGINT)
             if i == 3:
                 raise KeyboardInterrupt
 
@@ -163,9 +162,8 @@ def test_sigint_to_workers_does_not_kill_them(data):
     loader = DataLoader(IdReader(batch_size=5), IdDataset(), None, data, num_epoch=3, num_workers=2, worker_type="process", max_queue_size=2)
     it = iter(loader)
     first = next(it)["id"].tolist()
-    for p in psutil.Process().children():
-        if "spawn_main" in " ".join(p.cmdline()):
-            os.kill(p.pid, signal.SIGINT)
+    for p in worker_processes():
+        os.kill(p.pid, signal.SIGINT)
     rest = ids_of(it)
     assert sorted(first + rest) == sorted(list(range(40)) * 3)
     assert np.array_equal(np.sort(first + rest), np.sort(np.tile(np.arange(40), 3)))

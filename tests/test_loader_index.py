@@ -91,7 +91,7 @@ def test_progress_bar_counts_every_sample(indexed, monkeypatch):
         bars.append((total, bar))
         return bar
 
-    monkeypatch.setattr("pyloader_core.engine.ProgressBar", capture)
+    monkeypatch.setattr("pyloader_core.runtime.engine.ProgressBar", capture)
     loader = DataLoader(IdReader(batch_size=4), IdDataset(), None, indexed, num_epoch=2, progress=True)
     n = len(ids_of(loader))
     (total, bar), = bars

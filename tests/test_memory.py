@@ -12,7 +12,7 @@ import pytest
 from helpers import IdDataset, IdReader, ids_of, write_id_chunks
 
 from pyloader_core import ConfigError, DataLoader, DataReader
-from pyloader_core.memory import MemoryBudget, footprint
+from pyloader_core.runtime.memory import MemoryBudget, footprint
 
 
 def test_footprint_counts_arrays_exactly_and_lists_roughly():
@@ -145,7 +145,7 @@ def test_auto_workers_stay_at_one_when_the_consumer_is_the_bottleneck(tmp_path):
 
 
 def test_autoscaler_needs_sustained_waiting():
-    from pyloader_core.autotune import WorkerAutoscaler
+    from pyloader_core.runtime.autotune import WorkerAutoscaler
 
     scaler = WorkerAutoscaler(max_workers=3, window=3, threshold=0.1)
     scaler.record(10.0)  # one long wait is not enough evidence

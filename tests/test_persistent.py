@@ -7,7 +7,7 @@ import threading
 
 import psutil
 import pytest
-from helpers import IdDataset, IdReader, ids_of
+from helpers import IdDataset, IdReader, ids_of, worker_processes
 
 from pyloader_core import DataLoader
 
@@ -17,7 +17,7 @@ IDS = ["threads", "processes"]
 
 def worker_ids() -> set:
     threads = {t.ident for t in threading.enumerate() if t.name.startswith("pyloader-")}
-    procs = {p.pid for p in psutil.Process().children(recursive=True) if p.is_running() and "spawn_main" in " ".join(p.cmdline())}
+    procs = {p.pid for p in worker_processes()}
     return threads | procs
 
 

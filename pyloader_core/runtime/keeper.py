@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from pyloader_core.workers import WorkerPool
+from pyloader_core.runtime.pools import WorkerPool
 
 __all__ = ["PoolKeeper"]
 

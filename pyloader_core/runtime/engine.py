@@ -9,6 +9,7 @@ are raised here, in the consumer's thread, at their place in the stream.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import time
@@ -17,26 +18,29 @@ from typing import Any
 
 import numpy as np
 
-from pyloader_core.autotune import WorkerAutoscaler
+from pyloader_core.runtime.autotune import WorkerAutoscaler
 from pyloader_core.collator import DataCollator
 from pyloader_core.dataset import Dataset
 from pyloader_core.errors import DataFormatError
-from pyloader_core.execute import UnitResult, describe, run_unit, take
-from pyloader_core.keeper import PoolKeeper
-from pyloader_core.memory import MemoryBudget
+from pyloader_core.runtime.execute import UnitResult, describe, run_unit, take
+from pyloader_core.runtime.keeper import PoolKeeper
+from pyloader_core.runtime.memory import MemoryBudget
 from pyloader_core.options import LoaderOptions
 from pyloader_core.plan import EpochPlan
 from pyloader_core.progress import ProgressBar
 from pyloader_core.reader import Columns, DataReader
 from pyloader_core.skips import SkippedItem
-from pyloader_core.stats import LoaderStats
-from pyloader_core.workers import WorkerPool, make_pool
+from pyloader_core.runtime.stats import LoaderStats
+from pyloader_core.runtime.launch import resolve_start_method
+from pyloader_core.runtime.pools import WorkerPool, make_pool
+from pyloader_core.runtime.worker_loop import Task, WorkerSpec
 
 __all__ = ["BatchStream", "Piece", "Position"]
 
 logger = logging.getLogger(__name__)
 
 _AUTO_QUEUE_LIMIT = 64  # chunks in flight at most when max_memory decides
+_pass_ids = itertools.count(1)  # every pass tags its tasks, so a kept pool never feeds one pass another's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +97,11 @@ class BatchStream:
         progress_total: int | None = None,
         keeper: PoolKeeper | None = None,
     ) -> None:
-        self._reader, self._dataset, self._collator = reader, dataset, collator
+        self._collator = collator
+        # Numeric lists become arrays in the workers unless the collator asks for lists (keep_lists).
+        self._spec = WorkerSpec(
+            reader, dataset, skip=options.on_error == "skip", to_arrays=not getattr(collator, "keep_lists", False)
+        )
         self._options = options
         self._batch_size = batch_size
         self._plan_makers = plans
@@ -101,14 +109,14 @@ class BatchStream:
         self._stats = stats
         self._pool: WorkerPool | None = None
         self._closed = False
-        self._results: dict[tuple[int, int], UnitResult] = {}
+        self._results: dict[tuple[int, int], UnitResult] = {}  # by (plan number, unit index)
+        self._pass_id = next(_pass_ids)
         self._submit_iter: Iterator[Any] | None = None
         self._in_flight = 0
         self._start = start
         self._progress_total = progress_total
         self._keeper = keeper
         self._failed = False
-        self._submitted: set[tuple[int, int]] = set()  # units this pass submitted and has not taken
         self._taken = 0  # units this pass has taken from the pool
         self._last_batch_size = 0
         self._schema: tuple[list[str], str] | None = None  # keys of the first chunk, and its source
@@ -125,15 +133,23 @@ class BatchStream:
             self._plans[i] = self._plan_makers[i]()
         return self._plans[i]
 
-    def _first_window(self, plan: EpochPlan) -> int:
+    def _first_window(self, i: int, plan: EpochPlan) -> int:
+        """The window plan ``i`` starts at: a resume position applies to the first plan only."""
         start = self._start
-        return start.window if start is not None and start.epoch == plan.epoch else 0
+        return start.window if i == 0 and start is not None and start.epoch == plan.epoch else 0
 
-    def _units(self) -> Iterator[Any]:
+    def _start_offset(self, i: int, plan: EpochPlan, window: int) -> int:
+        start = self._start
+        if i == 0 and start is not None and start.epoch == plan.epoch and window == start.window:
+            return start.offset
+        return 0
+
+    def _units(self) -> Iterator[Task]:
         for i in range(len(self._plan_makers)):
             plan = self._plan(i)
             # Windows before a resume position are never submitted, so never read.
-            yield from plan.units[self._first_window(plan) * _window_size(plan) :]
+            for unit in plan.units[self._first_window(i, plan) * _window_size(plan) :]:
+                yield Task(self._pass_id, (i, unit.index), unit)
 
     def _queue_cap(self) -> int:
         """Chunks allowed in flight now: ``max_queue_size``, or less to stay within ``max_memory``."""
@@ -173,34 +189,33 @@ class BatchStream:
         if self._budget is not None:
             self._budget.workers = max(1, self._pool.num_workers)
 
-    def _run_here(self, unit: Any) -> None:
-        """Run ``unit`` in the consumer's thread (before the workers are up)."""
-        skip = self._options.on_error == "skip"
-        self._results[(unit.epoch, unit.index)] = run_unit(self._reader, self._dataset, unit, worker=-1, skip=skip)
+    def _run_here(self, task: Task) -> None:
+        """Run ``task`` in the consumer's thread (while spawned workers start)."""
+        s = self._spec
+        result = run_unit(s.reader, s.dataset, task.unit, worker=-1, skip=s.skip, to_arrays=s.to_arrays)
+        result.pass_id, result.key = task.pass_id, task.key
+        self._results[task.key] = result
 
     def _top_up(self) -> None:
         assert self._submit_iter is not None
         if self._pool is None:  # deferred start: first chunk here, then the workers
-            unit = next(self._submit_iter, None)
-            if unit is not None:
+            task = next(self._submit_iter, None)
+            if task is not None:
                 self._in_flight += 1
-                self._submitted.add((unit.epoch, unit.index))
-                self._run_here(unit)
+                self._run_here(task)
             self._start_pool()
         assert self._pool is not None
         cap = self._queue_cap()
         while self._in_flight < cap:
-            unit = next(self._submit_iter, None)
-            if unit is None:
+            task = next(self._submit_iter, None)
+            if task is None:
                 break
             self._in_flight += 1
-            self._submitted.add((unit.epoch, unit.index))
-            self._pool.submit(unit)
+            self._pool.submit(task)
         self._stats.in_flight = self._in_flight
 
-    def _take(self, epoch: int, index: int) -> UnitResult:
-        """The result of unit ``index`` of ``epoch``, waiting for it if needed (plan order)."""
-        key = (epoch, index)
+    def _take(self, key: tuple[int, int]) -> UnitResult:
+        """The result of unit ``key`` = (plan number, unit index), waiting for it if needed (plan order)."""
         self._top_up()
         assert self._pool is not None
         waited = 0.0
@@ -208,14 +223,12 @@ class BatchStream:
             start = time.perf_counter()
             result = self._pool.get()
             waited += time.perf_counter() - start
-            got = (result.unit.epoch, result.unit.index)
-            if got not in self._submitted:
-                continue  # a kept pool finishing a unit of an abandoned pass
+            if result.pass_id != self._pass_id:
+                continue  # a kept pool finishing a task of an abandoned pass: dropped, memory freed
             if self._budget is not None:
                 self._budget.observe(result.raw_bytes, result.encoded_bytes)
-            self._results[got] = result
+            self._results[result.key] = result
         self._stats.wait_s += waited
-        self._submitted.discard(key)
         self._taken += 1
         result = self._results.pop(key)
         self._in_flight -= 1
@@ -253,9 +266,10 @@ class BatchStream:
         if result.error is not None:
             exc = result.error
             unit = result.unit
+            who = "the consumer thread" if result.worker < 0 else f"worker {result.worker}"
             exc.add_note(
                 f"PyLoader: {result.stage} failed on {describe(unit)} (epoch {unit.epoch}, unit {unit.index}, "
-                f"worker {result.worker})"
+                f"{who})"
             )
             if result.remote_traceback:
                 exc.add_note(f"Worker traceback:\n{result.remote_traceback}")
@@ -277,25 +291,23 @@ class BatchStream:
             window = o.shuffle_buffer if o.shuffle_buffer > 1 else 1
             self._budget = MemoryBudget(int(o.max_memory), workers=workers, window=window)
         def make() -> WorkerPool:
-            return make_pool(
-                workers, o.worker_type, self._reader, self._dataset, skip=o.on_error == "skip",
-                start_method=o.start_method,
-            )
+            return make_pool(workers, o.worker_type, self._spec, start_method=o.start_method, timeout=o.timeout)
 
         self._make_pool = make
         self._submit_iter = self._units()
-        # Fresh worker processes take a while to start (spawn imports everything again). The consumer
-        # reads the first chunk before starting them, so they do not compete with it for the CPU and
-        # the first batch comes as soon as one chunk is read.
+        # Spawned worker processes take a while to start (they import everything again). The consumer
+        # then reads the first chunk while they boot, so the first batch comes as soon as one chunk is
+        # read. Forked workers start in milliseconds: no chunk is read here.
         keeper_has_pool = self._keeper is not None and self._keeper.idle_workers() > 0
-        if not (o.worker_type == "process" and workers > 0 and not keeper_has_pool):
+        slow_start = o.worker_type == "process" and workers > 0 and resolve_start_method(o.start_method) != "fork"
+        if not (slow_start and not keeper_has_pool):
             self._start_pool()
         bar = ProgressBar(self._progress_total, "pyloader") if o.progress else None
         try:
             for i in range(len(self._plan_makers)):
                 plan = self._plan(i)
                 self._stats.dropped_samples += plan.dropped
-                for batch in self._epoch(plan):
+                for batch in self._epoch(i, plan):
                     self.epoch = self._stats.epoch = plan.epoch
                     if bar is not None:
                         bar.update(self._last_batch_size, 1, plan.epoch + 1, self._in_flight)
@@ -313,12 +325,12 @@ class BatchStream:
                 bar.close()
             self.close()
 
-    def _pieces(self, plan: EpochPlan) -> Iterator[Piece]:
+    def _pieces(self, i: int, plan: EpochPlan) -> Iterator[Piece]:
         size = _window_size(plan)
         units = plan.units
-        skip_to = self._first_window(plan)
+        skip_to = self._first_window(i, plan)
         for w in range(skip_to, -(-len(units) // size)):
-            results = [self._take(plan.epoch, u.index) for u in units[w * size : (w + 1) * size]]
+            results = [self._take((i, u.index)) for u in units[w * size : (w + 1) * size]]
             results = [r for r in results if r.num_samples > 0]
             if not results:
                 continue
@@ -331,16 +343,16 @@ class BatchStream:
                 del results  # the window's chunks now live only in ``merged``
                 perm = np.random.default_rng(plan.window_seed(w)).permutation(total)
                 piece = Piece(merged, perm, f"shuffle window {w} of epoch {plan.epoch}", w)
-            if w == skip_to and self._start is not None and self._start.epoch == plan.epoch and self._start.offset:
-                offset = self._start.offset
+            offset = self._start_offset(i, plan, w)
+            if offset:
                 piece = Piece(piece.columns, _sub(piece.selection, offset, len(piece)), piece.source, w, offset)
             yield piece
 
-    def _epoch(self, plan: EpochPlan) -> Iterator[Any]:
+    def _epoch(self, i: int, plan: EpochPlan) -> Iterator[Any]:
         size = self._batch_size
         pending: list[Piece] = []
         count = 0
-        for piece in self._pieces(plan):
+        for piece in self._pieces(i, plan):
             pos, n = 0, len(piece)
             while pos < n:
                 step = min(size - count, n - pos)

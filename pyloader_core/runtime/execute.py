@@ -1,8 +1,8 @@
 """What a worker does with one :class:`WorkUnit`: read, select, shuffle, encode.
 
-This is the one worker body that thread, process and inline pools all run. It never raises:
-failures travel back as values (:class:`UnitResult.error`) and are re-raised in the consumer's thread
-at the unit's place in the stream.
+This is the one worker body that thread, process and inline pools all run. It never raises, not even
+``SystemExit`` or ``KeyboardInterrupt`` from user code: failures travel back as values
+(:class:`UnitResult.error`) and are re-raised in the consumer's thread at the unit's place in the stream.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import numpy as np
 
 from pyloader_core.dataset import Dataset
 from pyloader_core.errors import SampleCountError, WorkerError
-from pyloader_core.memory import footprint
 from pyloader_core.plan import WorkUnit
+from pyloader_core.runtime.arrays import numeric_lists_to_arrays
+from pyloader_core.runtime.memory import footprint
 from pyloader_core.reader import Columns, DataReader, check_columns
 from pyloader_core.remote import file_size
 from pyloader_core.skips import SkipLog, SkippedItem, skip_policy
@@ -27,7 +28,10 @@ __all__ = ["UnitResult", "describe", "run_unit", "take"]
 
 @dataclasses.dataclass
 class UnitResult:
-    """The outcome of one unit: encoded columns, or an error, plus accounting."""
+    """The outcome of one unit: encoded columns, or an error, plus accounting.
+
+    ``pass_id`` and ``key`` say which pass asked for it and where it goes in that pass's stream.
+    """
 
     unit: WorkUnit
     columns: Columns | None
@@ -41,6 +45,8 @@ class UnitResult:
     error: BaseException | None = None
     stage: str = ""
     remote_traceback: str | None = None
+    pass_id: int = -1
+    key: tuple[int, int] = (-1, -1)
 
 
 def take(columns: Columns, selection: slice | np.ndarray) -> Columns:
@@ -85,11 +91,19 @@ def _encode_skipping(dataset: Dataset, columns: Columns, n: int, unit: WorkUnit,
 
 
 def run_unit(
-    reader: DataReader, dataset: Dataset, unit: WorkUnit, *, worker: int, skip: bool, portable: bool = False
+    reader: DataReader,
+    dataset: Dataset,
+    unit: WorkUnit,
+    *,
+    worker: int,
+    skip: bool,
+    to_arrays: bool = True,
+    portable: bool = False,
 ) -> UnitResult:
     """Read, select, shuffle and encode ``unit``; never raises.
 
-    ``portable`` (process workers) makes sure the error can be pickled, keeping its traceback as text.
+    ``to_arrays`` turns numeric list columns into numpy arrays (see :mod:`.arrays`); ``portable``
+    (process workers) makes sure the error can be pickled, keeping its traceback as text.
     """
     start = time.perf_counter()
     log = SkipLog() if skip else None
@@ -114,10 +128,12 @@ def run_unit(
                 if log is None:
                     raise
                 encoded, m = _encode_skipping(dataset, columns, m, unit, log)
+            if to_arrays:
+                encoded = numeric_lists_to_arrays(encoded)
         busy = time.perf_counter() - start
         return UnitResult(unit, encoded, m, worker, busy, nbytes, _items(log), raw_bytes, footprint(encoded))
-    except Exception as exc:  # noqa: BLE001 - errors travel as values
-        if log is not None:
+    except BaseException as exc:  # noqa: BLE001 - errors travel as values, SystemExit included
+        if log is not None and isinstance(exc, Exception):
             log.items.append(SkippedItem(unit.path, None, f"{stage}: {type(exc).__name__}: {exc}"))
             return UnitResult(unit, {}, 0, worker, time.perf_counter() - start, 0, log.items)
         result = UnitResult(unit, None, 0, worker, time.perf_counter() - start, error=exc, stage=stage)
@@ -143,9 +159,14 @@ def _make_portable(result: UnitResult) -> None:
     assert exc is not None
     result.remote_traceback = "".join(traceback.format_exception(exc))
     try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:  # noqa: BLE001 - any pickling failure
-        result.error = WorkerError(f"{type(exc).__name__}: {exc} (original exception could not be pickled)")
+        again = pickle.loads(pickle.dumps(exc))
+        if type(again) is not type(exc):
+            raise TypeError(f"unpickles as {type(again).__name__}")
+    except Exception as why:  # noqa: BLE001 - any pickling failure
+        result.error = WorkerError(
+            f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} (the exception could not cross from the worker "
+            f"process: {type(why).__name__}: {why})"
+        )
 
 
 def describe(unit: WorkUnit) -> str:

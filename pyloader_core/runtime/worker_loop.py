@@ -1,0 +1,92 @@
+"""The one worker loop, for threads and processes alike: take a task, run it, deliver the result.
+
+What differs between a thread and a process is only the channel: a thread takes tasks from a queue
+and puts results on another; a process receives tasks on its socket and sends results back in
+shared memory (:mod:`.transport`). The loop itself, and :func:`~.execute.run_unit` inside it, are
+the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+from pyloader_core.dataset import Dataset
+from pyloader_core.errors import WorkerError
+from pyloader_core.plan import WorkUnit
+from pyloader_core.reader import DataReader
+from pyloader_core.runtime import transport
+from pyloader_core.runtime.channel import Channel
+from pyloader_core.runtime.execute import UnitResult, describe, run_unit
+
+__all__ = ["Task", "WorkerSpec", "process_deliver", "worker_loop"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A unit, tagged with the pass that asked for it and its place in that pass's stream."""
+
+    pass_id: int
+    key: tuple[int, int]
+    unit: WorkUnit
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSpec:
+    """What every worker of a pool runs: the user's reader and dataset, and how.
+
+    ``skip``: ``on_error="skip"``; ``to_arrays``: numeric list columns become arrays in the worker.
+    """
+
+    reader: DataReader
+    dataset: Dataset
+    skip: bool = False
+    to_arrays: bool = True
+
+
+def worker_loop(
+    worker: int,
+    spec: WorkerSpec,
+    receive: Callable[[], Task | None],
+    deliver: Callable[[UnitResult], None],
+    *,
+    portable: bool = False,
+) -> None:
+    """Run tasks from ``receive`` until it gives ``None``; each result goes to ``deliver``."""
+    while True:
+        task = receive()
+        if task is None:
+            return
+        result = run_unit(
+            spec.reader, spec.dataset, task.unit, worker=worker, skip=spec.skip, to_arrays=spec.to_arrays,
+            portable=portable,
+        )
+        result.pass_id, result.key = task.pass_id, task.key
+        deliver(result)
+
+
+def process_deliver(channel: Channel, worker: int) -> Callable[[UnitResult], None]:
+    """A process worker's ``deliver``: the result in shared memory, its descriptor over ``channel``.
+
+    A result that cannot be pickled becomes a :class:`WorkerError` naming the column and the type.
+    """
+
+    def deliver(result: UnitResult) -> None:
+        try:
+            packed, fd = transport.pack(result)
+        except Exception as exc:  # noqa: BLE001 - reported to the consumer at this unit
+            what = transport.unpicklable_part(result.columns) or f"{type(exc).__name__}: {exc}"
+            failed = UnitResult(
+                result.unit, None, 0, worker, result.busy_s, stage="send to the consumer",
+                error=WorkerError(f"the result of {describe(result.unit)} cannot leave the worker process: {what}"),
+                pass_id=result.pass_id, key=result.key,
+            )
+            packed, fd = transport.pack(failed)
+        try:
+            channel.send(packed, () if fd is None else (fd,))
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    return deliver
