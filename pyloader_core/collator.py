@@ -18,6 +18,11 @@ class DataCollator(abc.ABC):
     Runs in the consumer's thread, once per batch; keep it cheap (heavy work belongs in
     :meth:`Dataset.batch_encode`, which runs in the workers).
 
+    Numeric columns that ``batch_encode`` returns as rectangular lists (``[[1, 2], [3, 4]]``, or a list
+    of ints or floats) arrive here as numpy arrays: the workers convert them where the chunk is made,
+    so nothing large is pickled or converted again per batch. Strings, ragged rows and mixed kinds stay
+    lists. Set ``keep_lists = True`` on a collator that needs Python lists (it then pays for them).
+
     Example::
 
         class PadCollator(DataCollator):
@@ -25,6 +30,9 @@ class DataCollator(abc.ABC):
                 width = max(len(x) for x in batch["ids"])
                 return {"ids": np.array([x + [0] * (width - len(x)) for x in batch["ids"]])}
     """
+
+    #: ``True``: numeric list columns reach :meth:`collate_batch` as lists, not arrays (see above).
+    keep_lists: bool = False
 
     @abc.abstractmethod
     def collate_batch(self, batch: Columns) -> dict[str, Any]:

@@ -163,3 +163,64 @@ class StuckReader(IdReader):
         if not path.endswith("000.jsonl"):
             threading.Event().wait(120)
         return super().read_file(path)
+
+
+class ExitingReader(IdReader):
+    """Raises ``exc_type`` (``SystemExit``, ``KeyboardInterrupt``: not ``Exception``) on the file named ``bad``."""
+
+    def __init__(self, bad: str, exc_type: type[BaseException] = SystemExit, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.bad, self.exc_type = bad, exc_type
+
+    def read_file(self, path: str):
+        if self.bad in os.path.basename(path):
+            raise self.exc_type(3)
+        return super().read_file(path)
+
+
+class LockColumnDataset(IdDataset):
+    """Puts a lock (which cannot be pickled) in a column: a result that cannot leave a worker process."""
+
+    def batch_encode(self, batch):
+        out = super().batch_encode(batch)
+        out["guard"] = [threading.Lock() for _ in batch["id"]]
+        return out
+
+
+class MiscountingReader(IdReader):
+    """Says one sample more than it returns for the file named ``bad`` (a ``SampleCountError``)."""
+
+    def __init__(self, bad: str, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.bad = bad
+
+    def read_file(self, path: str):
+        columns, n = super().read_file(path)
+        return columns, n + 1 if self.bad in os.path.basename(path) else n
+
+
+class NotedErrorReader(IdReader):
+    """Raises a ``ValueError`` with a note of its own on the file named ``bad``."""
+
+    def __init__(self, bad: str, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.bad = bad
+
+    def read_file(self, path: str):
+        if self.bad in os.path.basename(path):
+            exc = ValueError("bad bytes")
+            exc.add_note("reader note: offset 17")
+            raise exc
+        return super().read_file(path)
+
+
+class BlobDataset(IdDataset):
+    """Adds a large float column (``width`` floats per sample), so each chunk's result is megabytes."""
+
+    def __init__(self, width: int = 40_000) -> None:
+        self.width = width
+
+    def batch_encode(self, batch):
+        out = super().batch_encode(batch)
+        out["blob"] = np.ones((len(batch["id"]), self.width)) * np.asarray(batch["id"], dtype=np.float64)[:, None]
+        return out
