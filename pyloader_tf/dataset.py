@@ -302,8 +302,10 @@ def make_tf_dataset(
             ``batch_size``, ``rank``, ``world_size``... (``num_epoch`` is ignored: use
             ``fit(epochs=...)`` or ``.repeat()``). Encoding that is pure Python (``TextDataset``)
             runs best in ``worker_type="process"`` workers: thread workers hold the GIL that
-            TensorFlow's generator thread needs for every batch. Each iteration starts its own
-            workers (process workers are spawned once per epoch).
+            TensorFlow's generator thread needs for every batch. The workers start once and serve
+            every epoch (``persistent_workers`` defaults to ``True`` for process workers; threads
+            start in microseconds): process workers start once per dataset, not once per Keras epoch. ``ds.pyloader.close()`` stops them (garbage
+            collection and interpreter exit do too).
 
     The returned dataset's ``pyloader`` attribute is its :class:`TFEpochSource` (``set_epoch``,
     ``loader.stats()``, ``close()``). An iteration abandoned part way still uses up its epoch; to make
@@ -328,6 +330,8 @@ def make_tf_dataset(
         raise ConfigError("variable_dims only applies when output_signature is inferred; pass one or the other")
     if datacollator is None:
         datacollator = TFCollator()
+    # Each Keras epoch is a new pass: keep the workers, or every epoch pays their start-up again.
+    loader_options.setdefault("persistent_workers", loader_options.get("worker_type") == "process")
     loader = DataLoader(datareader, dataset, datacollator, data_dir, **loader_options)
     if output_signature is None:
         output_signature = infer_loader_signature(loader, variable_dims)

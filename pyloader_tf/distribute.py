@@ -81,6 +81,8 @@ class DistributedDatasetFn:
     def __call__(self, input_context: tf.distribute.InputContext) -> tf.data.Dataset:
         """The dataset of input pipeline ``input_context.input_pipeline_id``."""
         options = dict(self.loader_options)
+        # Process workers start once per input pipeline, not once per epoch (threads start in microseconds).
+        options.setdefault("persistent_workers", options.get("worker_type") == "process")
         options["rank"] = input_context.input_pipeline_id
         options["world_size"] = input_context.num_input_pipelines
         if self.global_batch_size is not None:

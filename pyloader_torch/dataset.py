@@ -44,7 +44,9 @@ __all__ = ["MAX_TORCH_WORKERS", "TorchChunkDataset"]
 
 logger = logging.getLogger(__name__)
 
-# Process workers fork on Linux by default (as torch's DataLoader workers do); spawn elsewhere.
+# Process workers fork on Linux by default, as torch's DataLoader workers do (torch prepares its own
+# thread pools for fork). PyLoader forks with os.fork, so this also works inside torch's daemonic
+# worker processes, where multiprocessing refuses to start children.
 _FORK_OK = sys.platform.startswith("linux")
 
 #: Most torch DataLoader workers one dataset can be iterated by (size of the shared epoch table).
@@ -135,6 +137,9 @@ class TorchChunkDataset(IterableDataset):
         self.rank, self.world_size = resolve_rank(rank, world_size)
         self._explicit_rank = rank is not None or world_size is not None
         self._options = dict(loader_options, rank=self.rank, world_size=self.world_size)
+        # Each epoch is a new pass (iter() per epoch): keep process workers, or every epoch starts them
+        # again (threads start in microseconds and are not kept).
+        self._options.setdefault("persistent_workers", loader_options.get("worker_type") == "process")
         self._user_num_workers: int | None = loader_options.get("num_workers")
         if loader_options.get("worker_type") == "process" and "start_method" not in loader_options and _FORK_OK:
             # The training script imports torch: a spawn worker re-imports it (seconds, every epoch,

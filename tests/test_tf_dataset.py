@@ -421,13 +421,28 @@ def test_abandoning_an_iterator_stops_worker_processes(chunks: tuple[str, str]) 
     before = len(children())
     # Core classes only: the spawned workers do not import this test module (and TensorFlow).
     ds = make_tf_dataset(JsonLineDataReader(batch_size=BATCH), None, None, data, num_workers=2,
-                         worker_type="process", max_queue_size=2)
+                         worker_type="process", max_queue_size=2, persistent_workers=False)
     it = iter(ds)
     first = next(it)
     assert first["input_text"].dtype == tf.string
     assert len(children()) >= before + 2
     del it
     assert wait_until(lambda: len(children()) == before), children()
+
+
+def test_process_workers_start_once_and_serve_every_epoch(chunks: tuple[str, str]) -> None:
+    """Each Keras epoch is a new pass; the adapter keeps its process workers, so start-up is paid once."""
+    data, _ = chunks
+    before = {p.pid for p in children()}
+    ds = make_tf_dataset(JsonLineDataReader(batch_size=BATCH), None, None, data, num_workers=2,
+                         worker_type="process", shuffle=True)
+    seen = []
+    for epoch in range(3):
+        assert sorted(ids_of(ds)) == ALL_IDS
+        seen.append({p.pid for p in children()} - before)
+    assert len(seen[0]) == 2 and seen[0] == seen[1] == seen[2]
+    ds.pyloader.close()
+    assert wait_until(lambda: {p.pid for p in children()} - before == set())
 
 
 @pytest.mark.filterwarnings("ignore:Your input ran out of data")

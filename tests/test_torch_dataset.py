@@ -198,8 +198,16 @@ def test_break_stops_pyloader_workers(data: tuple[Path, list[int]], worker_type:
         if i == 3:
             break
     # Leaving the loop drops torch's iterator, which closes our generator and with it the pool
-    # (the pool's close joins its workers before it returns: nothing to wait for here).
+    # (the pool's close joins its workers before it returns: nothing to wait for here). Process
+    # workers are kept for the next epoch (persistent by default: their start-up is paid once), and
+    # stop on close().
     assert pyloader_threads() == []
+    if worker_type == "process":
+        kept = worker_processes()
+        assert len(kept) == 2
+        assert sorted(flat(batch_ids(torch_loader(ds, 0)))) == sorted(flat(batch_ids(torch_loader(make_ds(root), 0))))
+        assert worker_processes() == kept  # the same processes served the next epoch
+        ds.close()
     assert worker_processes() == []
 
 
@@ -251,3 +259,16 @@ def test_no_log_noise_in_a_plain_run(data: tuple[Path, list[int]], caplog: pytes
         for _batch in torch_loader(make_ds(root, shuffle=True), 2):
             pass
     assert [r for r in caplog.records if r.name.startswith("pyloader")] == []
+
+
+def test_pyloader_process_workers_inside_torch_workers(data: tuple[Path, list[int]]) -> None:
+    """torch num_workers=2 around PyLoader process workers: they fork inside torch's daemonic workers
+    (multiprocessing refuses to start children there) and every sample still comes exactly once."""
+    root, ids = data
+    ds = make_ds(root, shuffle=True, num_workers=2, worker_type="process")
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        got = flat(batch_ids(torch_loader(ds, 2)))
+        assert sorted(got) == ids
+    ds.close()
+    assert worker_processes() == []
