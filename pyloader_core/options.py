@@ -75,7 +75,7 @@ class LoaderOptions:
     timeout: float | None = None
 
     def __post_init__(self) -> None:
-        _int_option("num_epoch", self.num_epoch, 0)
+        _int_option("num_epoch", self.num_epoch, 1)
         if self.max_queue_size != "auto":
             _int_option("max_queue_size", self.max_queue_size, 1)
         if self.num_workers != "auto":

@@ -14,12 +14,12 @@ import numpy as np
 
 from pyloader_core.errors import ConfigError
 
-__all__ = ["EpochPlan", "Shard", "WorkUnit", "derive_seed", "plan_epoch"]
+__all__ = ["EpochPlan", "Shard", "WorkUnit", "derive_seed", "dropped_block", "plan_epoch"]
 
 _MASK64 = (1 << 64) - 1
 
 # Tags keep the seeds of different decisions independent of each other.
-_FILE_ORDER, _IN_CHUNK, _WINDOW = 1, 2, 3
+_FILE_ORDER, _IN_CHUNK, _WINDOW, _DROP = 1, 2, 3, 4
 
 
 def derive_seed(seed: int, *parts: int) -> int:
@@ -72,7 +72,8 @@ class WorkUnit:
 class EpochPlan:
     """The units of one epoch for one shard, in the order their samples are yielded.
 
-    ``dropped`` counts the samples left out so that every rank gets the same number.
+    ``dropped`` counts the samples left out so that every rank gets the same number (reported by
+    the plan of worker 0 only, so that adding up the plans of a rank counts them once).
     ``shuffle_buffer`` > 1 mixes the samples of that many consecutive units (a window) together,
     seeded by :meth:`window_seed`.
     """
@@ -101,6 +102,47 @@ def _split(total: int, shard: Shard) -> tuple[int, int]:
     return start, start + base + (1 if shard.index < extra else 0)
 
 
+def dropped_block(total: int, dropped: int, *, seed: int, epoch: int) -> tuple[int, int]:
+    """Where the ``dropped`` samples of an epoch lie in its ordered stream of ``total`` samples.
+
+    Returns ``(start, dropped)``: the stream positions ``start, start + 1, ... start + dropped - 1``
+    taken modulo ``total`` (the block may wrap from the end of the stream to its start). ``start`` is
+    drawn from ``(seed, epoch)`` alone, uniformly, so over epochs every sample is equally likely to be
+    left out, and no sample is left out every epoch.
+
+    Example::
+
+        dropped_block(110, 2, seed=42, epoch=0)  # e.g. (37, 2): stream positions 37 and 38
+    """
+    if dropped <= 0 or total <= 0:
+        return 0, 0
+    if dropped > total:
+        raise ConfigError(f"cannot drop {dropped} of {total} samples")
+    return derive_seed(seed, _DROP, epoch) % total, dropped
+
+
+def _kept_segments(total: int, start: int, dropped: int) -> list[tuple[int, int]]:
+    """The stream without the circular block ``[start, start + dropped)``: ordered ``[a, b)`` ranges."""
+    if not dropped:
+        return [(0, total)]
+    end = start + dropped
+    if end <= total:
+        return [(a, b) for a, b in ((0, start), (end, total)) if b > a]
+    return [(end - total, start)]
+
+
+def _stream_ranges(lo: int, hi: int, segments: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Kept samples ``[lo, hi)`` (counted in ``segments`` order) as ranges of stream positions."""
+    out = []
+    k = 0
+    for a, b in segments:
+        s, e = max(lo, k), min(hi, k + b - a)
+        if e > s:
+            out.append((a + s - k, a + e - k))
+        k += b - a
+    return out
+
+
 def plan_epoch(
     paths: Sequence[str],
     *,
@@ -117,11 +159,16 @@ def plan_epoch(
     """Plan ``epoch`` for one (rank, worker) shard.
 
     Files are ordered (shuffled per epoch with ``shuffle``) into one sample stream. With several
-    ranks, each rank gets an equal contiguous range of ``total // ranks`` samples of that stream
-    (the remainder is dropped and counted in ``dropped``); within a rank, workers get contiguous
-    ranges of whole ``align``-sample blocks (pass the batch size, so that only the rank's last batch
-    can be short). That needs ``counts``; with one rank and no counts, whole files are dealt to
-    workers round-robin.
+    ranks, each rank gets an equal contiguous range of ``total // ranks`` samples of that stream;
+    the ``total % ranks`` samples left over (counted in ``dropped``) are a block of consecutive
+    stream positions that starts at a place drawn from ``(seed, epoch)`` (see
+    :func:`dropped_block`), so that which samples are left out changes from epoch to epoch. Within
+    a rank, workers get contiguous ranges of whole ``align``-sample blocks (pass the batch size, so
+    that only the rank's last batch can be short). That needs ``counts``; with one rank and no
+    counts, whole files are dealt to workers round-robin.
+
+    Every shard reads contiguous ranges of whole files: only the file holding the dropped block is
+    cut around it (its two sides may go to one shard as two units).
 
     Example::
 
@@ -146,12 +193,12 @@ def plan_epoch(
 
     if len(counts) != len(paths):
         raise ConfigError(f"counts has {len(counts)} entries for {len(paths)} files")
+    if align < 1:
+        raise ConfigError(f"align must be >= 1, got {align}")
     sizes = np.asarray(counts, dtype=np.int64)[order]
     total = int(sizes.sum())
     per_rank = total // rank.count
-    dropped = total - per_rank * rank.count
-    if align < 1:
-        raise ConfigError(f"align must be >= 1, got {align}")
+    hole, dropped = dropped_block(total, total - per_rank * rank.count, seed=seed, epoch=epoch)
     blocks = -(-per_rank // align)
     b_lo, b_hi = _split(blocks, worker)
     lo, hi = min(b_lo * align, per_rank), min(b_hi * align, per_rank)
@@ -159,13 +206,14 @@ def plan_epoch(
     ends = np.cumsum(sizes)
     starts = ends - sizes
     units_list: list[WorkUnit] = []
-    # Only files overlapping [lo, hi) of the ordered stream belong to this shard.
-    first = int(np.searchsorted(ends, lo, side="right"))
-    for pos in range(first, len(order)):
-        f_start, f_end = int(starts[pos]), int(ends[pos])
-        if f_start >= hi:
-            break
-        a, b = max(lo, f_start) - f_start, min(hi, f_end) - f_start
-        if b > a:
-            units_list.append(unit(len(units_list), int(order[pos]), a, b, f_end - f_start))
+    for s_lo, s_hi in _stream_ranges(lo, hi, _kept_segments(total, hole, dropped)):
+        # Only files overlapping [s_lo, s_hi) of the ordered stream belong to this part of the shard.
+        first = int(np.searchsorted(ends, s_lo, side="right"))
+        for pos in range(first, len(order)):
+            f_start, f_end = int(starts[pos]), int(ends[pos])
+            if f_start >= s_hi:
+                break
+            a, b = max(s_lo, f_start) - f_start, min(s_hi, f_end) - f_start
+            if b > a:
+                units_list.append(unit(len(units_list), int(order[pos]), a, b, f_end - f_start))
     return EpochPlan(epoch, tuple(units_list), seed, shuffle_buffer, dropped if worker.index == 0 else 0, hi - lo)

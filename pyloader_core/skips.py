@@ -18,11 +18,16 @@ __all__ = ["SkipLog", "SkippedItem", "report_bad_record", "skip_policy"]
 
 @dataclasses.dataclass(frozen=True)
 class SkippedItem:
-    """One skipped record (``record`` set) or whole file (``record`` is ``None``)."""
+    """One skipped record (``record`` set) or whole file (``record`` is ``None``).
+
+    ``records`` is how many records (samples) were lost with it: 1 for a record, the file's (or its
+    planned range's) sample count for a file.
+    """
 
     path: str
     record: int | None
     reason: str
+    records: int = 1
 
     def location(self) -> str:
         return self.path if self.record is None else f"{self.path}:{self.record}"

@@ -27,6 +27,7 @@ from pyloader_core.errors import ConfigError
 from pyloader_core.loader import DataLoader
 from pyloader_core.plan import plan_epoch
 from pyloader_core.reader import DataReader
+from pyloader_core.runtime.engine import Position
 from pyloader_tf.collator import TFCollator
 from pyloader_tf.signature import VariableDims, check_batch, infer_signature, normalize_variable_dims
 
@@ -132,10 +133,11 @@ class TFEpochSource:
         self._lock = threading.Lock()
         self._next_epoch = self._valid_epoch(first_epoch)
         self._active = 0
-        self._resume: dict[str, Any] | None = None
-        # (epoch, batches produced, loader state after them) of recent batches: a checkpoint can then
-        # name the batch the model has consumed, though tf.data prefetched further.
-        self._history: collections.deque[tuple[int, int, dict[str, Any]]] = collections.deque(maxlen=_HISTORY)
+        self._resume: tuple[dict[str, Any], bool] | None = None  # a loaded state, and strict_files
+        # (epoch, batches produced, loader position after them) of recent batches: a checkpoint can
+        # then name the batch the model has consumed, though tf.data prefetched further. States are
+        # built from positions only when one is asked for.
+        self._history: collections.deque[tuple[int, int, Position | None]] = collections.deque(maxlen=_HISTORY)
         self.consumed_batches: int | None = None
         o = loader.options
         if o.worker_type == "process" and o.num_workers != 0 and o.start_method == "fork":
@@ -170,8 +172,9 @@ class TFEpochSource:
             if resume is None:
                 epoch, start = self._next_epoch, None
             else:
-                epoch = int(resume["epoch"])
-                start = self.loader.position_from_state(resume["loader"])
+                state, strict_files = resume
+                epoch = int(state["epoch"])
+                start = self.loader.position_from_state(state["loader"], strict_files=strict_files)
             self._next_epoch = epoch + 1
             self.consumed_batches = None
         return self._batches(epoch, start)
@@ -193,21 +196,31 @@ class TFEpochSource:
         consumed = self.consumed_batches if consumed is None else consumed
         with self._lock:
             if not self._history:
-                return {"epoch": self._next_epoch, "loader": self.loader.position_state(None)}
+                return self._state(self._next_epoch, Position(self._next_epoch))
             if consumed is None:
-                _, _, state = self._history[-1]
-                return state
+                e, _, position = self._history[-1]
+                return self._state(e, position)
             epoch = self._history[-1][0]
-            for e, produced, state in reversed(self._history):
+            for e, produced, position in reversed(self._history):
                 if e == epoch and produced == consumed:
-                    return state
+                    return self._state(e, position)
         raise ConfigError(f"no saved position after batch {consumed} of epoch {epoch} (too far behind the loader)")
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Make the next iteration of the dataset resume at ``state`` (from :meth:`state_dict`)."""
-        self.loader.position_from_state(state["loader"])  # check it now, not mid-training
+    def load_state_dict(self, state: dict[str, Any], strict_files: bool = True) -> None:
+        """Make the next iteration of the dataset resume at ``state`` (from :meth:`state_dict`).
+
+        The state is checked now: other options, or other data files than those it was saved with
+        (added, removed, renamed, resized, rewritten), raise :class:`~pyloader_core.ConfigError`
+        naming what changed; ``strict_files=False`` resumes on changed files on purpose (see
+        :meth:`pyloader_core.DataLoader.position_from_state`).
+
+        Example::
+
+            ds.pyloader.load_state_dict(json.load(open("loader.json")))
+        """
+        self.loader.position_from_state(state["loader"], strict_files=strict_files)  # check it now, not mid-training
         with self._lock:
-            self._resume = state
+            self._resume = (state, strict_files)
 
     def _batches(self, epoch: int, start: Any = None) -> Iterator[Any]:
         logger.debug("tf.data iteration starts epoch %d", epoch)
@@ -215,13 +228,13 @@ class TFEpochSource:
         produced = 0
         with self._lock:
             self._active += 1
-            self._history.append((epoch, produced, self._state(epoch, it)))
+            self._history.append((epoch, produced, it.position))
         _opened(+1)
         try:
             for batch in it:
                 produced += 1
                 with self._lock:
-                    self._history.append((epoch, produced, self._state(epoch, it)))
+                    self._history.append((epoch, produced, it.position))
                 yield check_batch(batch, self.output_signature) if self.check else batch
         finally:
             it.close()
@@ -230,8 +243,8 @@ class TFEpochSource:
             _opened(-1)
             logger.debug("tf.data iteration of epoch %d closed", epoch)
 
-    def _state(self, epoch: int, it: Any) -> dict[str, Any]:
-        return {"epoch": epoch, "loader": self.loader.position_state(it.position)}
+    def _state(self, epoch: int, position: Position | None) -> dict[str, Any]:
+        return {"epoch": epoch, "loader": self.loader.position_state(position or Position(epoch))}
 
     def dataset(self, cardinality: int | None = None) -> tf.data.Dataset:
         """A ``tf.data.Dataset`` over this source; ``cardinality``: batches per epoch, when known.
@@ -239,6 +252,7 @@ class TFEpochSource:
         The dataset's ``pyloader`` attribute is this source (datasets chained from it lack it).
         """
         ds = tf.data.Dataset.from_generator(self, output_signature=self.output_signature)
+        # One iteration is one epoch: the cardinality (and len()) counts the batches of one epoch.
         if cardinality is not None:
             ds = ds.apply(tf.data.experimental.assert_cardinality(cardinality))
         ds.pyloader = self
@@ -293,7 +307,9 @@ def make_tf_dataset(
         variable_dims: ``{"key": [1, ...]}`` (inner dims that vary, 1 = first after the batch
             dim) or ``["key", ...]`` (all inner dims of those keys).
         count_batches: give the dataset a known cardinality (``loader.batches_per_epoch()``, which
-            counts the samples of every file once). ``None``: only when sharding across ranks
+            counts the samples of every file once): the batches of one iteration, which is one epoch
+            (as ``len()`` of a ``TorchChunkDataset``; the core ``len(DataLoader)`` counts its
+            ``num_epoch`` epochs). ``None``: only when sharding across ranks
             (counts are needed then anyway) and ``on_error="raise"``.
         check: check every batch against the signature (a mismatch raises
             :class:`~pyloader_tf.SignatureMismatchError`, which TensorFlow surfaces as

@@ -82,11 +82,15 @@ class TorchChunkDataset(IterableDataset):
         rank, world_size: this process's share; default: from ``torch.distributed`` when it is
             initialised, else ``0`` of ``1``. Ranks get disjoint, equal shares (the remainder of
             ``total % world_size`` samples is dropped each epoch, logged and in
-            :attr:`dropped_per_epoch`), so every rank yields the same number of batches.
+            :attr:`dropped_per_epoch`; which samples is drawn from ``(random_seed, epoch)`` and
+            changes from epoch to epoch), so every rank yields the same number of batches.
         **loader_options: :class:`pyloader_core.LoaderOptions` fields (``shuffle``, ``random_seed``,
             ``batch_size``, ``drop_last``, ``shuffle_buffer``, ``max_queue_size``, ``on_error``, and
             ``num_workers`` / ``worker_type`` for PyLoader's own workers). Inside torch worker
             processes PyLoader's ``num_workers`` defaults to 0 (read inline) unless given.
+        strict_files: resuming from a state saved on other data files (added, removed, renamed,
+            resized or rewritten) raises :class:`~pyloader_core.ConfigError`; ``False`` resumes anyway
+            (see :meth:`load_state_dict`). Also the attribute :attr:`strict_files`.
 
     Epochs: ``set_epoch(e)`` (as ``DistributedSampler``) makes the next iteration epoch ``e``; each
     further ``iter()`` advances by one, also when torch iterates copies of the dataset in fresh worker
@@ -98,8 +102,10 @@ class TorchChunkDataset(IterableDataset):
     a rank that skips bad records yields fewer samples (and maybe fewer batches) than the others.
 
     The dataset starts no thread or process before ``__iter__`` and pickles (``spawn`` workers).
-    ``len()`` is the exact number of batches per epoch on this rank when the reader can count samples
-    (``count_samples``; counted once, at construction); otherwise it raises ``TypeError``.
+    ``len()`` is the exact number of batches one ``iter()`` yields, that is one epoch on this rank,
+    when the reader can count samples (``count_samples``; counted once, at construction); otherwise
+    it raises ``TypeError``. (The core ``len(DataLoader)`` counts its pass too, which is
+    ``num_epoch`` epochs there.)
 
     Example::
 
@@ -125,6 +131,7 @@ class TorchChunkDataset(IterableDataset):
         *,
         rank: int | None = None,
         world_size: int | None = None,
+        strict_files: bool = True,
         **loader_options: Any,
     ) -> None:
         super().__init__()
@@ -152,6 +159,10 @@ class TorchChunkDataset(IterableDataset):
         self._local: DataLoader | None = None
         self._active: tuple[DataLoader, int] | None = None  # this process's latest iteration: loader, epoch
         self._resume_state: dict[str, Any] | None = None
+        self._resume_strict: bool | None = None
+        #: Whether resuming checks that the data files are those the state was saved with (see
+        #: :meth:`load_state_dict`); set it to ``False`` before resuming on changed files on purpose.
+        self.strict_files: bool = bool(strict_files)
         self._local_key: tuple[int, bool] | None = None
         self.datareader: DataReader = main.datareader
         self.dataset: Dataset = main.dataset
@@ -252,11 +263,13 @@ class TorchChunkDataset(IterableDataset):
         shard = Shard(worker, num_workers)
         start = None
         resume, self._resume_state = self._resume_state, None
+        strict, self._resume_strict = self._resume_strict, None
         if resume is None:
             epoch = self._claim_epoch(worker, num_workers)
         else:
             epoch = int(resume["epoch"])
-            start = loader.position_from_state(resume["loader"], worker=shard)
+            strict_files = self.strict_files if strict is None else strict
+            start = loader.position_from_state(resume["loader"], worker=shard, strict_files=strict_files)
             self._claim_epoch(worker, num_workers, resumed=epoch)
         logger.debug("rank %d/%d, torch worker %d/%d: epoch %d", self.rank, self.world_size, worker, num_workers, epoch)
         self._active = (loader, epoch)
@@ -282,9 +295,24 @@ class TorchChunkDataset(IterableDataset):
         loader, epoch = self._active
         return {"epoch": epoch, "loader": loader.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Make this process's next iteration resume at ``state`` (from :meth:`state_dict`)."""
+    def load_state_dict(self, state: dict[str, Any], strict_files: bool | None = None) -> None:
+        """Make this process's next iteration resume at ``state`` (from :meth:`state_dict`).
+
+        The state is checked when that iteration starts: other options, or other data files than
+        those it was saved with (added, removed, renamed, resized, rewritten), raise
+        :class:`~pyloader_core.ConfigError` naming what changed. ``strict_files=False`` (default: the
+        :attr:`strict_files` attribute, ``True`` unless the dataset was built with
+        ``strict_files=False``) resumes on changed files on purpose. ``StatefulDataLoader`` calls this
+        method without arguments, so set ``ds.strict_files = False`` before building it then.
+
+        Example::
+
+            ds.strict_files = False          # files were added since the checkpoint: accept them
+            dl = StatefulDataLoader(ds, batch_size=None, num_workers=2)
+            dl.load_state_dict(torch.load("loader.pt"))
+        """
         self._resume_state = state if state.get("epoch") is not None else None
+        self._resume_strict = None if strict_files is None else bool(strict_files)
 
     def _check_distributed(self) -> None:
         if self._explicit_rank or self._warned_uninitialised:
@@ -301,7 +329,7 @@ class TorchChunkDataset(IterableDataset):
             )
 
     def __len__(self) -> int:
-        """Batches per epoch on this rank, whatever the number of torch workers.
+        """Batches one ``iter()`` (one epoch) yields on this rank, whatever the number of torch workers.
 
         Raises ``TypeError`` when the reader cannot count samples without reading (``count_samples``).
         """

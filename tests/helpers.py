@@ -224,3 +224,22 @@ class BlobDataset(IdDataset):
         out = super().batch_encode(batch)
         out["blob"] = np.ones((len(batch["id"]), self.width)) * np.asarray(batch["id"], dtype=np.float64)[:, None]
         return out
+
+
+class DynamicPadDataset(Dataset):
+    """Pads to the longest text *of the batch it is given* (dynamic padding) and tags each sample with the
+    smallest id of that call, so a test can check that one call made exactly one yielded batch."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+
+    def batch_encode(self, batch):
+        if len(batch["id"]) > self.batch_size:
+            raise AssertionError(f"batch_encode got {len(batch['id'])} samples, more than one batch")
+        tokens = [[int(w) for w in t.split()] for t in batch["input_text"]]
+        width = max(len(t) for t in tokens)
+        return {
+            "id": list(batch["id"]),
+            "input_ids": [t + [0] * (width - len(t)) for t in tokens],
+            "call": [min(batch["id"])] * len(tokens),
+        }

@@ -42,7 +42,7 @@ def test_read_file_error_keeps_type_and_names_file(id_chunks, mode):
             got.extend(batch["id"].tolist())
     assert got == list(range(len(got))) and len(got) >= 13 + 14 + 15 - 5  # batches before the bad chunk arrived
     text = notes(info.value)
-    assert "read_file failed on" in text and "chunk003.jsonl" in text and "epoch 0, unit 3" in text
+    assert "read_file failed on" in text and "chunk003.jsonl" in text and "epoch 0, window 3" in text
     if mode.get("worker_type") == "process":
         assert "Worker traceback" in text and "helpers.py" in text
     else:
@@ -89,7 +89,8 @@ def test_skip_bad_file_counts_and_delivers_the_rest_once(id_chunks, mode):
     bad = set(range(13 + 14 + 15 + 16, 13 + 14 + 15 + 16 + 17))
     assert sorted(ids) == sorted(set(range(TOTAL)) - bad)
     stats = loader.stats()
-    assert stats["skipped_count"] == 1
+    assert stats["skipped_count"] == 17  # records: the whole file's
+    assert len(stats["skipped"]) == 1 and stats["skipped"][0]["records"] == 17
     assert stats["skipped"][0]["path"].endswith("chunk004.jsonl") and "OSError" in stats["skipped"][0]["reason"]
 
 
@@ -123,7 +124,7 @@ def test_skip_failing_collate_counts_batch(id_chunks):
     loader = DataLoader(IdReader(batch_size=10), IdDataset(), Picky(), id_chunks, on_error="skip")
     ids = ids_of(loader)
     assert sorted(ids) == list(range(10, TOTAL))
-    assert loader.stats()["skipped_batches"] == 1 and loader.stats()["skipped_count"] == 1
+    assert loader.stats()["skipped_batches"] == 1 and loader.stats()["skipped_count"] == 10  # the batch's records
 
 
 def test_reader_class_not_importable_in_workers(id_chunks, tmp_path):

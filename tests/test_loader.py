@@ -188,9 +188,15 @@ def test_shuffle_buffer_mixes_chunks(id_chunks):
     assert len(set(chunk_of.tolist())) > 2  # samples from several chunks side by side
 
 
-def test_iterating_again_restarts(id_chunks):
+def test_iterating_again_runs_the_next_epoch(id_chunks):
     loader = make(id_chunks, shuffle=True)
-    assert ids_of(loader) == ids_of(loader)
+    first, second = ids_of(loader), ids_of(loader)
+    assert sorted(first) == sorted(second) == list(range(TOTAL))
+    assert first != second  # a new order: each pass is the next epoch
+    reference = make(id_chunks, shuffle=True)
+    assert first == ids_of(reference.iter_epochs([0])) and second == ids_of(reference.iter_epochs([1]))
+    loader.set_epoch(0)
+    assert ids_of(loader) == first  # set_epoch replays an epoch on purpose
 
 
 # -- async behaviour --------------------------------------------------------------------------------
@@ -237,6 +243,8 @@ def test_bad_options_are_config_errors(id_chunks):
         make(id_chunks, num_wrokers=2)
     with pytest.raises(ConfigError, match="datareader"):
         DataLoader(object(), None, None, id_chunks)
+    with pytest.raises(ConfigError, match="num_epoch must be an int >= 1, got 0"):
+        make(id_chunks, num_epoch=0)  # used to yield nothing, silently
 
 
 def test_reader_by_name(id_chunks):
@@ -272,7 +280,7 @@ def test_stream_does_not_depend_on_cached_counts(tmp_path):
 
 def test_process_pool_first_chunk_is_read_by_the_consumer(id_chunks):
     """Spawned workers need a while to start; the first chunk must not wait for them."""
-    loader = make(id_chunks, num_workers=2, worker_type="process")
+    loader = make(id_chunks, num_workers=2, worker_type="process", start_method="spawn")
     assert ids_of(loader) == list(range(TOTAL))
     busy = loader.stats()["worker_busy_s"]
     assert -1 in busy and set(busy) - {-1}  # the consumer read one chunk, the workers the rest

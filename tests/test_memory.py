@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import IdDataset, IdReader, ids_of, write_id_chunks
 
-from pyloader_core import ConfigError, DataLoader, DataReader
+from pyloader_core import ConfigError, DataCollator, DataLoader, DataReader, Dataset
 from pyloader_core.runtime.memory import MemoryBudget, footprint
 
 
@@ -23,6 +23,49 @@ def test_footprint_counts_arrays_exactly_and_lists_roughly():
     assert footprint({}) == 0 and footprint(None) == 0
 
 
+def _traced(make):
+    """What building ``make()`` allocates (tracemalloc), and the object."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        obj = make()
+        return tracemalloc.get_traced_memory()[0], obj
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: {"t": [f"record {i} " * 20 for i in range(5000)]},  # texts
+        lambda: {"r": [{"id": 10**6 + i, "text": f"text {i} " * 30, "label": i % 2} for i in range(5000)]},  # records
+        lambda: {"ids": [[1000 * i + j for j in range(40)] + [0] * 88 for i in range(2000)]},  # padded id rows
+        lambda: {"m": [[j % 2 for j in range(128)] for _ in range(2000)]},  # masks: small ints are shared
+        lambda: {"v": [np.zeros(64) for _ in range(2000)]},  # arrays in a list, counted once
+    ],
+    ids=["texts", "records", "id-rows", "masks", "array-list"],
+)
+def test_footprint_of_python_objects_is_close_to_what_they_take(make):
+    real, columns = _traced(make)
+    assert 0.85 * real <= footprint(columns) <= 1.35 * real, (footprint(columns), real)
+
+
+def test_release_free_memory_never_fails(monkeypatch):
+    from pyloader_core.runtime import memory
+
+    memory.release_free_memory()  # glibc: malloc_trim(0); elsewhere a no-op
+    memory.release_free_memory()
+
+    def broken(pad):
+        raise OSError("no")
+
+    monkeypatch.setattr(memory, "_malloc_trim", broken)
+    monkeypatch.setattr(memory, "_trim_loaded", True)
+    memory.release_free_memory()  # a failing trim is dropped, never raised
+    assert memory._malloc_trim is None
+
+
 def test_budget_caps_chunks_in_flight():
     budget = MemoryBudget(100 << 20, workers=2, window=1)
     assert budget.cap(50) == 2  # nothing measured yet: one per worker
@@ -32,6 +75,15 @@ def test_budget_caps_chunks_in_flight():
     assert budget.cap(3) == 3
     budget.observe(raw=80 << 20, encoded=80 << 20)
     assert budget.cap(50) == 1  # never below one: the loader always makes progress
+
+
+def test_budget_counts_the_batch_a_worker_is_encoding():
+    budget = MemoryBudget(100 << 20, workers=2, window=1)
+    budget.observe(raw=10 << 20, encoded=10 << 20, step=1 << 20)
+    # each busy worker also holds its batch as Python lists (5 x 1 MiB): 70 MiB held, 30 MiB spare
+    assert budget.cap(50) == 5
+    budget.observe(raw=10 << 20, encoded=10 << 20, step=10 << 20)  # one batch_encode call for the chunk
+    assert budget.cap(50) == 1
 
 
 def test_max_memory_parsing():
@@ -106,6 +158,82 @@ def test_peak_rss_stays_within_max_memory(tmp_path):
     assert capped["samples"] == free["samples"] == 30 * 2048
     assert capped["peak_mb"] <= 160 * 1.10, capped  # within the budget (+10%) above the baseline
     assert free["peak_mb"] > 250, free  # without a budget, 40 chunks in flight cost far more
+
+
+THREAD_PEAK_SCRIPT = textwrap.dedent(
+    """
+    import sys, json, time
+    sys.path.insert(0, {tests!r})
+    from pyloader_core import DataLoader
+    from test_memory import ArraysCollator, TextChunkReader, TokenIdsDataset
+
+    def hwm_mb():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+
+    if __name__ == "__main__":
+        budget = None if sys.argv[1] == "none" else sys.argv[1]
+        loader = DataLoader(TextChunkReader(batch_size=256), TokenIdsDataset(), ArraysCollator(), {data!r},
+                            num_workers=2, worker_type="thread", max_queue_size=40, max_memory=budget)
+        before = hwm_mb()
+        n = 0
+        for batch in loader:
+            n += len(batch["ids"])
+            time.sleep(0.005)  # a slow training step: the queue fills up
+        print(json.dumps({{"samples": n, "peak_mb": hwm_mb() - before}}))
+    """
+)
+
+
+class TextChunkReader(DataReader):
+    """Each file names a chunk of 4000 texts (~7 MB of Python strings) and labels, made in memory."""
+
+    def read_file(self, path):
+        k = int(open(path).read())
+        texts = [f"chunk {k} row {i} " + "lorem ipsum " * 150 for i in range(4000)]
+        return {"text": texts, "label": [i % 2 for i in range(4000)]}, 4000
+
+
+class TokenIdsDataset(Dataset):
+    """512 ids per text as lists of Python ints (as tokenisers give them): 16 MiB a chunk as arrays."""
+
+    def batch_encode(self, batch):
+        n = len(batch["text"])
+        ids = (np.arange(n * 512).reshape(n, 512) + 1000).tolist()
+        return {"ids": ids, "label": list(batch["label"])}
+
+
+class ArraysCollator(DataCollator):
+    def collate_batch(self, batch):
+        return {k: np.asarray(v) for k, v in batch.items()}
+
+
+def _thread_peak(tmp_path, budget: str) -> dict:
+    import json
+
+    data = tmp_path / "texts"
+    if not data.exists():
+        data.mkdir()
+        for k in range(16):
+            (data / f"c{k:02d}").write_text(str(k))
+    script = tmp_path / "thread_peak.py"
+    script.write_text(THREAD_PEAK_SCRIPT.format(tests=os.path.dirname(__file__), data=str(data)))
+    # The library's own doing: no allocator tuning from the environment (MALLOC_*_, GLIBC_TUNABLES).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    proc = subprocess.run([sys.executable, str(script), budget], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_peak_rss_stays_within_max_memory_with_thread_workers(tmp_path):
+    # Python objects read (strings), numeric lists encoded (arrays in the workers), two thread workers
+    # allocating in their own malloc arenas: RSS must still follow the budget.
+    capped = _thread_peak(tmp_path, "100MB")
+    free = _thread_peak(tmp_path, "none")
+    assert capped["samples"] == free["samples"] == 16 * 4000
+    assert capped["peak_mb"] <= 100 * 1.10, capped  # within the budget (+10%) above the baseline
+    assert free["peak_mb"] > 160, free  # without a budget, 16 chunks in flight cost far more
 
 
 class SlowReader(IdReader):

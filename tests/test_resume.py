@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -104,15 +106,197 @@ def test_state_is_small_and_a_position(data):
     next(it)
     state = loader.state_dict()
     it.close()
-    assert {"epoch", "window", "offset"} <= set(state) and len(json.dumps(state)) < 400
+    assert {"epoch", "window", "offset", "pass_end", "files"} <= set(state)
+    assert json.loads(json.dumps(state)) == state and len(json.dumps(state)) < 1000
+    assert state["version"] == 2 and state["files"]["count"] == len(SIZES)
+    names = [e[0] for e in state["files"]["list"]]
+    assert names == [f"chunk{i:03d}.jsonl" for i in range(len(SIZES))]  # relative to their directory
 
 
 def test_mismatched_state_is_rejected(data):
     state = make(data, shuffle=True, random_seed=1).state_dict()
     with pytest.raises(ConfigError, match="random_seed=1/2"):
         make(data, shuffle=True, random_seed=2).load_state_dict(state)
-    with pytest.raises(ConfigError, match="version"):
+    with pytest.raises(ConfigError, match="version 99"):
         make(data).load_state_dict({"version": 99})
+    with pytest.raises(ConfigError, match="must be a dict"):
+        make(data).load_state_dict([1, 2])  # type: ignore[arg-type]
+    broken = dict(make(data).state_dict(), window="x")
+    with pytest.raises(ConfigError, match="malformed loader state"):
+        make(data).load_state_dict(broken)
+
+
+# -- the state knows its files ---------------------------------------------------------------------
+
+
+def _stopped(root, k=5, **cfg):
+    """Ids of the first ``k`` batches of a pass over ``root``, the state after them, and the full pass."""
+    full = batches(make(root, **cfg))
+    loader = make(root, **cfg)
+    it = iter(loader)
+    head = [next(it)["id"].tolist() for _ in range(k)]
+    state = json.loads(json.dumps(loader.state_dict()))
+    it.close()
+    return head, state, full
+
+
+@pytest.fixture
+def own(tmp_path):
+    """A private copy of the chunks, free to rename and rewrite."""
+    return write_id_chunks(tmp_path / "d", SIZES)
+
+
+def _swap(a, b):
+    tmp = a.with_name("swap.tmp")
+    a.rename(tmp)
+    b.rename(a)
+    tmp.rename(b)
+
+
+def test_swapped_file_names_are_rejected_naming_both(own):
+    _, state, _ = _stopped(own, shuffle=True)
+    _swap(own / "chunk002.jsonl", own / "chunk003.jsonl")
+    with pytest.raises(ConfigError, match=r"renamed or swapped: chunk002\.jsonl <-> chunk003\.jsonl") as info:
+        make(own, shuffle=True).load_state_dict(state)
+    assert "strict_files=False" in str(info.value)  # and says how to accept it on purpose
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("add", r"added: chunk009\.jsonl"),
+        ("remove", r"removed: chunk004\.jsonl"),
+        ("rename", r"renamed: chunk004\.jsonl -> chunk009\.jsonl"),
+        ("resize", r"resized: chunk000\.jsonl \(\d+ -> \d+ bytes\)"),
+    ],
+)
+def test_each_kind_of_file_change_is_named(own, change, message):
+    _, state, _ = _stopped(own)
+    if change == "add":
+        write_id_chunks(own, [3], prefix="chunk009-")
+        (own / "chunk009-000.jsonl").rename(own / "chunk009.jsonl")
+    elif change == "remove":
+        (own / "chunk004.jsonl").unlink()
+    elif change == "rename":
+        (own / "chunk004.jsonl").rename(own / "chunk009.jsonl")
+    else:
+        with open(own / "chunk000.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"id": 999, "input_text": "1 2", "label": 1}) + "\n")
+    with pytest.raises(ConfigError, match=message):
+        make(own).load_state_dict(state)
+
+
+def test_reordered_files_are_rejected(own):
+    files = sorted(os.path.join(own, n) for n in os.listdir(own))
+    loader = make(files, shuffle=True)
+    state = loader.state_dict()
+    with pytest.raises(ConfigError, match="order changed"):
+        make(list(reversed(files)), shuffle=True).load_state_dict(state)
+
+
+def test_rewritten_content_is_caught_through_the_index(own):
+    from pyloader_core.index import build_index, write_index
+    from pyloader_core.files import list_files
+
+    write_index(own, build_index(list_files(own), "jsonl", str(own)))
+    _, state, _ = _stopped(own)
+    assert state["files"]["checksums"] is not None and all(e[2] for e in state["files"]["list"])
+    path = own / "chunk003.jsonl"
+    text = path.read_text()
+    path.write_text(text.replace('"label": 0', '"label": 7'))  # same size, other content
+    assert len(path.read_text()) == len(text)
+    make(own).load_state_dict(state)  # the index still lists the old checksum: nothing to see yet
+    write_index(own, build_index(list_files(own), "jsonl", str(own)))  # the data set was rebuilt
+    with pytest.raises(ConfigError, match=r"content changed \(index.json checksum\): chunk003\.jsonl"):
+        make(own).load_state_dict(state)
+
+
+def test_an_index_added_since_is_no_change(own):
+    from pyloader_core.index import build_index, write_index
+    from pyloader_core.files import list_files
+
+    head, state, full = _stopped(own, shuffle=True)
+    write_index(own, build_index(list_files(own), "jsonl", str(own)))
+    resumed = make(own, shuffle=True)
+    resumed.load_state_dict(state)
+    assert head + batches(resumed) == full
+
+
+def test_moved_data_resumes(own, tmp_path):
+    head, state, full = _stopped(own, shuffle=True)
+    moved = tmp_path / "elsewhere" / "data"
+    shutil.copytree(own, moved)
+    shutil.rmtree(own)
+    resumed = make(moved, shuffle=True)
+    resumed.load_state_dict(state)  # same names, sizes: the same data, wherever it lives
+    assert head + batches(resumed) == full
+
+
+def test_strict_files_false_resumes_on_purpose_with_a_warning(own, caplog):
+    _, state, _ = _stopped(own)
+    write_id_chunks(own, [4], prefix="chunk9")
+    resumed = make(own)
+    with caplog.at_level(logging.WARNING, logger="pyloader_core.loader"):
+        resumed.load_state_dict(state, strict_files=False)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("added: chunk9000.jsonl" in m and "strict_files=False" in m for m in messages)
+    tail = batches(resumed)
+    assert tail and resumed.stats()["samples"] == sum(SIZES) + 4 - 5 * 8  # the current files' plan, from the position
+
+
+def test_large_file_sets_keep_only_digests(tmp_path):
+    root = write_id_chunks(tmp_path / "many", [2] * 300)
+    state = make(root).state_dict()
+    assert "list" not in state["files"] and len(json.dumps(state)) < 1000
+    (root / "chunk007.jsonl").rename(root / "chunk999.jsonl")
+    with pytest.raises(ConfigError, match="file names or their order changed"):
+        make(root).load_state_dict(state)
+    (root / "chunk999.jsonl").rename(root / "chunk007.jsonl")
+    with open(root / "chunk010.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"id": 999, "input_text": "1", "label": 1}) + "\n")
+    with pytest.raises(ConfigError, match="file sizes changed"):
+        make(root).load_state_dict(state)
+    (root / "chunk011.jsonl").unlink()
+    with pytest.raises(ConfigError, match="300 files then, 299 now"):
+        make(root).load_state_dict(state)
+
+
+def test_remote_files_are_fingerprinted_by_their_reported_size():
+    fsspec = pytest.importorskip("fsspec")
+    from pyloader_core.loader import files_changes, files_fingerprint
+
+    fs = fsspec.filesystem("memory")
+    for i, n in enumerate([10, 20, 30]):
+        fs.pipe(f"/fp-test/data/part-{i}.jsonl", b"x" * n)
+    files = [f"memory://fp-test/data/part-{i}.jsonl" for i in range(3)]
+    try:
+        before = files_fingerprint(files)
+        assert [e[:2] for e in before["list"]] == [["part-0.jsonl", 10], ["part-1.jsonl", 20], ["part-2.jsonl", 30]]
+        fs.pipe("/fp-test/data/part-1.jsonl", b"x" * 21)
+        assert files_changes(before, files_fingerprint(files)) == ["resized: part-1.jsonl (20 -> 21 bytes)"]
+        assert files_changes(before, before) == []
+    finally:
+        fs.rm("/fp-test", recursive=True)
+
+
+def test_version_1_states_load_with_a_warning(data, caplog):
+    cfg = dict(num_epoch=2, shuffle=True)
+    full = batches(make(data, **cfg))
+    loader = make(data, **cfg)
+    it = iter(loader)
+    head = [next(it)["id"].tolist() for _ in range(20)]  # into epoch 1
+    state = loader.state_dict()
+    it.close()
+    old = {k: v for k, v in state.items() if k not in {"files", "pass_end"}}
+    old.update(version=1, num_files=len(SIZES))  # what PyLoader wrote before files were fingerprinted
+    resumed = make(data, **cfg)
+    with caplog.at_level(logging.WARNING, logger="pyloader_core.loader"):
+        resumed.load_state_dict(old)
+    assert any("version 1" in r.getMessage() for r in caplog.records)
+    assert head + batches(resumed) == full  # a version 1 pass ran up to num_epoch, and still does
+    with pytest.raises(ConfigError, match="7 files then, 6 now"):
+        make(sorted(data.iterdir())[:-1], **cfg).load_state_dict(old)
+    make(sorted(data.iterdir())[:-1], **cfg).load_state_dict(old, strict_files=False)
 
 
 def test_resumed_windows_before_the_position_are_not_read(data):
@@ -165,3 +349,27 @@ def test_resume_in_a_new_process(data, tmp_path):
     tail = run("resume", str(state))
     assert head + tail == full
     assert sorted(np.concatenate(full[: len(full) // 2]).tolist()) == list(range(sum(SIZES)))
+
+
+def _as_version_1(state):
+    old = {k: v for k, v in state.items() if k not in {"files", "pass_end"}}
+    old.update(version=1, num_files=state["files"]["count"])  # what PyLoader wrote before
+    return old
+
+
+def test_version_1_states_of_sharded_runs_with_a_remainder_are_refused(data, tmp_path):
+    cfg = dict(shuffle=True, rank=1, world_size=3)  # 79 samples: one left over, which version 1 put last
+    old = _as_version_1(make(data, **cfg).state_dict())
+    with pytest.raises(ConfigError, match=r"version 1 state .* set_epoch\(0\)"):
+        make(data, **cfg).load_state_dict(old)
+    even = write_id_chunks(tmp_path / "even", [10, 12])  # 22 samples on 2 ranks: nothing left over
+    cfg = dict(shuffle=True, rank=1, world_size=2, num_epoch=2)
+    full = batches(make(even, **cfg))
+    loader = make(even, **cfg)
+    it = iter(loader)
+    head = [next(it)["id"].tolist() for _ in range(2)]
+    old = _as_version_1(loader.state_dict())
+    it.close()
+    resumed = make(even, **cfg)
+    resumed.load_state_dict(old)  # the plan is what version 1 planned: resumes exactly
+    assert head + batches(resumed) == full

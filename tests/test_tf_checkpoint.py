@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -15,7 +16,7 @@ else:
 
 from helpers import write_id_chunks  # noqa: E402
 
-from pyloader_core import JsonLineDataReader  # noqa: E402
+from pyloader_core import ConfigError, JsonLineDataReader  # noqa: E402
 from pyloader_tf import TFCollator, TFLoaderState, make_tf_dataset  # noqa: E402
 
 SIZES = [13, 7, 21, 9, 17]
@@ -58,3 +59,52 @@ def test_state_is_small_json(tmp_path):
     state = ds.pyloader.state_dict(consumed=1)
     assert json.loads(json.dumps(state)) == state and state["epoch"] == 0
     assert state["loader"]["offset"] == 6  # after the one batch consumed, whatever tf.data read ahead
+
+
+def _checkpoint_after(tmp_path, data, stop=2):
+    ds = make(data)
+    it = iter(ds)
+    head = [next(it)["id"].numpy().tolist() for _ in range(stop)]
+    ds.pyloader.consumed_batches = stop
+    path = tf.train.Checkpoint(loader=TFLoaderState(ds.pyloader)).save(str(tmp_path / "ckpt" / "step"))
+    state = ds.pyloader.state_dict()  # what the checkpoint holds
+    del it
+    return head, path, state
+
+
+def test_restoring_onto_changed_files_names_the_change(tmp_path):
+    data = write_id_chunks(tmp_path / "d", SIZES)
+    _, path, _ = _checkpoint_after(tmp_path, data)
+    (data / "chunk001.jsonl").rename(data / "tmp")
+    (data / "chunk002.jsonl").rename(data / "chunk001.jsonl")
+    (data / "tmp").rename(data / "chunk002.jsonl")  # two files swap names
+    resumed = make(data)
+    with pytest.raises(ConfigError, match=r"chunk001\.jsonl <-> chunk002\.jsonl"):
+        tf.train.Checkpoint(loader=TFLoaderState(resumed.pyloader)).restore(path).assert_consumed()
+
+
+def test_strict_files_false_restores_onto_changed_files(tmp_path, caplog):
+    data = write_id_chunks(tmp_path / "d", SIZES)
+    head, path, saved = _checkpoint_after(tmp_path, data)
+    assert len(head) == 2
+    write_id_chunks(data, [4], prefix="extra")  # a file added
+    resumed = make(data)
+    with caplog.at_level(logging.WARNING, logger="pyloader_core.loader"):
+        tf.train.Checkpoint(loader=TFLoaderState(resumed.pyloader, strict_files=False)).restore(path).assert_consumed()
+    assert any("added: extra000.jsonl" in r.getMessage() for r in caplog.records)
+    tail = ids(resumed)
+    assert len([i for b in tail for i in b]) == sum(SIZES) + 4 - 2 * 6  # the rest of the current files' epoch
+    with pytest.raises(ConfigError, match="added: extra000.jsonl"):
+        make(data).pyloader.load_state_dict(saved)  # the source itself checks at once, strict by default
+    source = make(data).pyloader
+    source.load_state_dict(saved, strict_files=False)
+    assert ids(source.dataset()) == tail
+
+
+def test_cardinality_counts_one_epoch(tmp_path):
+    data = write_id_chunks(tmp_path / "d", SIZES)
+    ds = make_tf_dataset(JsonLineDataReader(batch_size=6), None, TFCollator(), data, count_batches=True, shuffle=True)
+    per_epoch = -(-sum(SIZES) // 6)
+    assert int(ds.cardinality()) == len(ds) == per_epoch == ds.pyloader.loader.batches_per_epoch()
+    assert len(ids(ds)) == len(ids(ds)) == per_epoch  # every iteration is one epoch of that many
+    assert ds.pyloader.next_epoch == 2

@@ -124,3 +124,21 @@ def test_spawn_fresh_workers_advance_the_epoch(data: tuple[Path, list[int]]) -> 
     assert ds.epoch == 2
     assert first == reference(root, 1, 0)
     assert second == reference(root, 1, 1)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_len_is_the_batches_of_one_iteration(data: tuple[Path, list[int]], num_workers: int) -> None:
+    """len(ds) counts one iter(), which is one epoch (the core loader's len counts its pass)."""
+    root, _ = data
+    ds = make_ds(root, shuffle=True, batch_size=7)
+    loader = torch_loader(ds, num_workers)
+    assert len(ds) == -(-sum(SIZES) // 7)
+    for _ in range(2):
+        assert len(batch_ids(loader)) == len(ds)
+    assert len(ds) == ds.core_loader.batches_per_epoch() == len(ds.core_loader)  # num_epoch=1 there
+
+
+def test_num_epoch_other_than_one_is_refused(data: tuple[Path, list[int]]) -> None:
+    for bad in (0, 2):
+        with pytest.raises(ConfigError, match=f"num_epoch={bad}: each iter"):
+            make_ds(data[0], num_epoch=bad)

@@ -1,14 +1,17 @@
-"""The consumer side: bounded in-flight units, ordered reassembly, shuffle windows, batching.
+"""The consumer side: bounded in-flight windows, ordered reassembly, batches joined across windows.
 
-:class:`BatchStream` submits units to a :class:`WorkerPool` (never more than ``max_queue_size``
-unconsumed), takes results back in *plan order* whatever order they finish in, mixes shuffle windows,
-cuts full batches across chunk boundaries and collates them. Errors that workers sent back as values
+:class:`BatchStream` submits the plan's windows (one chunk, or ``shuffle_buffer`` chunks mixed) to a
+:class:`WorkerPool` (never more than ``max_queue_size`` unconsumed), takes results back in *plan
+order* whatever order they finish in, and collates the batches the workers encoded. A batch that
+spans two windows is joined here from the raw tail of one and the raw head of the next and encoded
+here (one batch per window boundary; see :mod:`.execute`). Errors that workers sent back as values
 are raised here, in the consumer's thread, at their place in the stream.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import logging
 import os
@@ -16,26 +19,32 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
 
 from pyloader_core.runtime.autotune import WorkerAutoscaler
 from pyloader_core.collator import DataCollator
 from pyloader_core.dataset import Dataset
 from pyloader_core.errors import DataFormatError
-from pyloader_core.runtime.execute import UnitResult, describe, run_unit, take
+from pyloader_core.runtime.execute import (
+    WindowResult,
+    WindowWork,
+    concat,
+    describe_work,
+    encode_batch,
+    run_window,
+)
 from pyloader_core.runtime.keeper import PoolKeeper
-from pyloader_core.runtime.memory import MemoryBudget
+from pyloader_core.runtime.memory import MemoryBudget, release_free_memory
 from pyloader_core.options import LoaderOptions
 from pyloader_core.plan import EpochPlan
 from pyloader_core.progress import ProgressBar
 from pyloader_core.reader import Columns, DataReader
-from pyloader_core.skips import SkippedItem
+from pyloader_core.skips import SkipLog, SkippedItem
 from pyloader_core.runtime.stats import LoaderStats
 from pyloader_core.runtime.launch import resolve_start_method
 from pyloader_core.runtime.pools import WorkerPool, make_pool
 from pyloader_core.runtime.worker_loop import Task, WorkerSpec
 
-__all__ = ["BatchStream", "Piece", "Position"]
+__all__ = ["BatchStream", "Position"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,33 +56,15 @@ _pass_ids = itertools.count(1)  # every pass tags its tasks, so a kept pool neve
 class Position:
     """Where a stream stands: the next sample is ``offset`` into shuffle window ``window`` of ``epoch``.
 
-    A window is ``shuffle_buffer`` consecutive units of the plan (one unit without a buffer). This is
-    all a checkpoint needs: the plan and every shuffle are re-derived from the seed, and windows
-    before ``window`` are never read again.
+    A window is ``shuffle_buffer`` consecutive units of the plan (one unit without a buffer);
+    ``offset`` counts its planned positions (bad records skipped under ``on_error="skip"`` included).
+    This is all a checkpoint needs: the plan and every shuffle are re-derived from the seed, and
+    windows before ``window`` are never read again.
     """
 
     epoch: int
     window: int = 0
     offset: int = 0
-
-
-@dataclasses.dataclass
-class Piece:
-    """Some samples of one encoded chunk (or shuffle window): ``selection`` of ``columns``.
-
-    ``window`` is the plan window the samples come from and ``base`` the offset of the first one in it.
-    """
-
-    columns: Columns
-    selection: slice | np.ndarray
-    source: str
-    window: int = 0
-    base: int = 0
-
-    def __len__(self) -> int:
-        if isinstance(self.selection, slice):
-            return self.selection.stop - self.selection.start
-        return len(self.selection)
 
 
 class BatchStream:
@@ -96,6 +87,7 @@ class BatchStream:
         start: Position | None = None,
         progress_total: int | None = None,
         keeper: PoolKeeper | None = None,
+        count: Callable[[int, str], int | None] | None = None,
     ) -> None:
         self._collator = collator
         # Numeric lists become arrays in the workers unless the collator asks for lists (keep_lists).
@@ -106,10 +98,12 @@ class BatchStream:
         self._batch_size = batch_size
         self._plan_makers = plans
         self._plans: dict[int, EpochPlan] = {}
+        self._works: dict[int, list[WindowWork]] = {}  # plan number -> its windows built so far
+        self._count = count if count is not None else functools.lru_cache(maxsize=None)(self._count_file)
         self._stats = stats
         self._pool: WorkerPool | None = None
         self._closed = False
-        self._results: dict[tuple[int, int], UnitResult] = {}  # by (plan number, unit index)
+        self._results: dict[tuple[int, int], WindowResult] = {}  # by (plan number, window)
         self._pass_id = next(_pass_ids)
         self._submit_iter: Iterator[Any] | None = None
         self._in_flight = 0
@@ -119,7 +113,8 @@ class BatchStream:
         self._failed = False
         self._taken = 0  # units this pass has taken from the pool
         self._last_batch_size = 0
-        self._schema: tuple[list[str], str] | None = None  # keys of the first chunk, and its source
+        self._schema: tuple[list[str], str] | None = None  # keys of the first encoded batch, and its source
+        self._raw_schema: tuple[tuple[str, ...], str] | None = None  # keys read_file gave the first window
         self._budget: MemoryBudget | None = None
         self._make_pool: Callable[[], WorkerPool] | None = None
         self._autoscaler: WorkerAutoscaler | None = None
@@ -138,26 +133,70 @@ class BatchStream:
         start = self._start
         return start.window if i == 0 and start is not None and start.epoch == plan.epoch else 0
 
-    def _start_offset(self, i: int, plan: EpochPlan, window: int) -> int:
-        start = self._start
-        if i == 0 and start is not None and start.epoch == plan.epoch and window == start.window:
-            return start.offset
-        return 0
+    def _count_file(self, file_index: int, path: str) -> int | None:
+        """A file's sample count from the reader's ``count_samples`` (``None``: unknown, or it failed:
+        reading the file will report the real problem)."""
+        try:
+            n = self._spec.reader.count_samples(path)
+        except Exception:  # noqa: BLE001 - the worker's read names the error with context
+            return None
+        return None if n is None else int(n)
 
-    def _units(self) -> Iterator[Task]:
+    def _num_windows(self, plan: EpochPlan) -> int:
+        return -(-len(plan.units) // _window_size(plan))
+
+    def _window(self, i: int, w: int) -> WindowWork | None:
+        """Window ``w`` of plan ``i`` with where its batches start, built once (``None``: before a resume point).
+
+        The start of window ``w`` in the epoch's stream is the planned size of the windows before it:
+        from the plan when it was built from counts, else from each file's count, asked for here,
+        just before the window is submitted (so the first batch never waits for a counting pass).
+        """
+        works = self._works.setdefault(i, [])
+        plan = self._plan(i)
+        size = _window_size(plan)
+        while len(works) <= w:
+            k = len(works)
+            units = list(plan.units[k * size : (k + 1) * size])
+            for j, u in enumerate(units):
+                if u.expected is None and u.stop is None:
+                    units[j] = dataclasses.replace(u, expected=self._count(u.file_index, u.path))
+            before = works[-1] if works else None
+            if before is None:
+                position: int | None = 0
+            elif before.start is None or not _counted(before.units):
+                position = None
+            else:
+                position = before.start + _window_planned(before)
+            first = self._first_window(i, plan)
+            start = self._start
+            skip = start.offset if i == 0 and k == first and start is not None and start.epoch == plan.epoch else 0
+            works.append(WindowWork(
+                tuple(units), k, self._batch_size, plan.window_seed(k) if len(units) > 1 else None, skip,
+                None if position is None or not _counted(units) else position + skip,
+            ))
+        return works[w] if w >= self._first_window(i, plan) else None
+
+    def _windows(self, i: int, plan: EpochPlan) -> Iterator[WindowWork]:
+        """Plan ``i``'s windows from its first (after a resume position)."""
+        for w in range(self._first_window(i, plan), self._num_windows(plan)):
+            work = self._window(i, w)
+            assert work is not None
+            yield work
+
+    def _tasks(self) -> Iterator[Task]:
         for i in range(len(self._plan_makers)):
-            plan = self._plan(i)
             # Windows before a resume position are never submitted, so never read.
-            for unit in plan.units[self._first_window(i, plan) * _window_size(plan) :]:
-                yield Task(self._pass_id, (i, unit.index), unit)
+            for work in self._windows(i, self._plan(i)):
+                yield Task(self._pass_id, (i, work.window), work)
 
     def _queue_cap(self) -> int:
         """Chunks allowed in flight now: ``max_queue_size``, or less to stay within ``max_memory``."""
         assert self._pool is not None
-        if self._taken == 0 and self._options.worker_type == "thread":
-            # The first chunk alone: threads share the GIL, and several first chunks read at once
-            # would all arrive late. The queue fills as soon as the first batch is out.
-            return 1
+        if self._taken == 0:
+            # Threads: the first chunk alone, as threads share the GIL and several first chunks read at
+            # once would all arrive late. Processes: one each. The queue fills once the first batch is out.
+            return 1 if self._options.worker_type == "thread" else max(1, self._pool.num_workers)
         size = self._options.max_queue_size
         if size != "auto":
             cap = int(size)
@@ -192,7 +231,7 @@ class BatchStream:
     def _run_here(self, task: Task) -> None:
         """Run ``task`` in the consumer's thread (while spawned workers start)."""
         s = self._spec
-        result = run_unit(s.reader, s.dataset, task.unit, worker=-1, skip=s.skip, to_arrays=s.to_arrays)
+        result = run_window(s.reader, s.dataset, task.work, worker=-1, skip=s.skip, to_arrays=s.to_arrays)
         result.pass_id, result.key = task.pass_id, task.key
         self._results[task.key] = result
 
@@ -214,8 +253,8 @@ class BatchStream:
             self._pool.submit(task)
         self._stats.in_flight = self._in_flight
 
-    def _take(self, key: tuple[int, int]) -> UnitResult:
-        """The result of unit ``key`` = (plan number, unit index), waiting for it if needed (plan order)."""
+    def _take(self, key: tuple[int, int]) -> WindowResult:
+        """The result of window ``key`` = (plan number, window), waiting for it if needed (plan order)."""
         self._top_up()
         assert self._pool is not None
         waited = 0.0
@@ -226,37 +265,59 @@ class BatchStream:
             if result.pass_id != self._pass_id:
                 continue  # a kept pool finishing a task of an abandoned pass: dropped, memory freed
             if self._budget is not None:
-                self._budget.observe(result.raw_bytes, result.encoded_bytes)
+                step = result.encoded_bytes // max(1, len(result.batches))  # one batch_encode call's output
+                self._budget.observe(result.raw_bytes, result.encoded_bytes, step)
             self._results[result.key] = result
         self._stats.wait_s += waited
         self._taken += 1
         result = self._results.pop(key)
         self._in_flight -= 1
+        if self._budget is not None:
+            # What a worker freed after its chunk, and the consumer's last chunk, back to the OS (per chunk):
+            # RSS then follows what the budget counts, not every thread arena's peak.
+            release_free_memory()
         if self._autoscaler is not None:
             self._maybe_grow(waited)
         self._stats.num_workers = self._pool.num_workers
-        self._top_up()  # keep the workers busy while this chunk is consumed
+        self._top_up()  # keep the workers busy while this window is consumed
         self._account(result)
-        self._check_schema(result)
+        self._check_raw_schema(result)
         return result
 
-    def _check_schema(self, result: UnitResult) -> None:
-        """Every chunk must encode to the same keys as the first one (schema drift is an error or a skip)."""
-        if not result.num_samples or result.columns is None:
+    def _check_raw_schema(self, result: WindowResult) -> None:
+        """Every window must read to the same keys as the first (drift: an error, or under skip the window's
+        samples become holes: its batches shrink, none moves)."""
+        if result.raw_keys is None:
             return
-        keys = sorted(result.columns)
+        source = describe_work(result.work)
+        if self._raw_schema is None:
+            self._raw_schema = (result.raw_keys, source)
+            return
+        if result.raw_keys == self._raw_schema[0]:
+            return
+        message = f"schema drift: keys {list(result.raw_keys)} differ from {list(self._raw_schema[0])} of {self._raw_schema[1]}"
+        if self._options.on_error != "skip":
+            raise DataFormatError(message, source)
+        self._stats.add_skipped([SkippedItem(source, None, message, result.samples)])
+        result.head = {} if result.head_planned else None
+        result.batches = [{} for _ in result.batches]
+        result.tail = {} if result.tail_planned else None
+
+    def _schema_ok(self, batch: Columns, source: str) -> bool:
+        """Every batch must encode to the same keys as the first one (schema drift is an error or a skip)."""
+        keys = sorted(batch)
         if self._schema is None:
-            self._schema = (keys, describe(result.unit))
-            return
+            self._schema = (keys, source)
+            return True
         if keys == self._schema[0]:
-            return
+            return True
         message = f"schema drift: keys {keys} differ from {self._schema[0]} of {self._schema[1]}"
         if self._options.on_error != "skip":
-            raise DataFormatError(message, describe(result.unit))
-        self._stats.add_skipped([SkippedItem(result.unit.path, None, message)])
-        result.columns, result.num_samples = {}, 0
+            raise DataFormatError(message, source)
+        self._stats.add_skipped([SkippedItem(source, None, message, len(next(iter(batch.values()))))])
+        return False
 
-    def _account(self, result: UnitResult) -> None:
+    def _account(self, result: WindowResult) -> None:
         stats = self._stats
         stats.units += 1
         stats.bytes_read += result.nbytes
@@ -265,11 +326,11 @@ class BatchStream:
             stats.add_skipped(result.skipped)
         if result.error is not None:
             exc = result.error
-            unit = result.unit
+            work = result.work
             who = "the consumer thread" if result.worker < 0 else f"worker {result.worker}"
             exc.add_note(
-                f"PyLoader: {result.stage} failed on {describe(unit)} (epoch {unit.epoch}, unit {unit.index}, "
-                f"{who})"
+                f"PyLoader: {result.stage} failed on {describe_work(work)} (epoch {work.epoch}, window "
+                f"{work.window}, {who})"
             )
             if result.remote_traceback:
                 exc.add_note(f"Worker traceback:\n{result.remote_traceback}")
@@ -294,7 +355,7 @@ class BatchStream:
             return make_pool(workers, o.worker_type, self._spec, start_method=o.start_method, timeout=o.timeout)
 
         self._make_pool = make
-        self._submit_iter = self._units()
+        self._submit_iter = self._tasks()
         # Spawned worker processes take a while to start (they import everything again). The consumer
         # then reads the first chunk while they boot, so the first batch comes as soon as one chunk is
         # read. Forked workers start in milliseconds: no chunk is read here.
@@ -325,65 +386,83 @@ class BatchStream:
                 bar.close()
             self.close()
 
-    def _pieces(self, i: int, plan: EpochPlan) -> Iterator[Piece]:
-        size = _window_size(plan)
-        units = plan.units
-        skip_to = self._first_window(i, plan)
-        for w in range(skip_to, -(-len(units) // size)):
-            results = [self._take((i, u.index)) for u in units[w * size : (w + 1) * size]]
-            results = [r for r in results if r.num_samples > 0]
-            if not results:
-                continue
-            if len(results) == 1:
-                r = results[0]
-                assert r.columns is not None
-                piece = Piece(r.columns, slice(0, r.num_samples), describe(r.unit), w)
-            else:
-                merged, total = _concat([(r.columns, slice(0, r.num_samples), describe(r.unit)) for r in results])
-                del results  # the window's chunks now live only in ``merged``
-                perm = np.random.default_rng(plan.window_seed(w)).permutation(total)
-                piece = Piece(merged, perm, f"shuffle window {w} of epoch {plan.epoch}", w)
-            offset = self._start_offset(i, plan, w)
-            if offset:
-                piece = Piece(piece.columns, _sub(piece.selection, offset, len(piece)), piece.source, w, offset)
-            yield piece
-
     def _epoch(self, i: int, plan: EpochPlan) -> Iterator[Any]:
-        size = self._batch_size
-        pending: list[Piece] = []
-        count = 0
-        for piece in self._pieces(i, plan):
-            pos, n = 0, len(piece)
-            while pos < n:
-                step = min(size - count, n - pos)
-                pending.append(
-                    Piece(piece.columns, _sub(piece.selection, pos, pos + step), piece.source, piece.window, piece.base + pos)
-                )
-                pos += step
-                count += step
-                if count == size:
-                    batch = self._collate(pending, count, plan.epoch)
-                    self.position = _after(plan.epoch, pending[-1])
-                    pending, count = [], 0
+        """Plan ``i``'s batches: each window's own, and those joined across windows from raw heads and tails."""
+        windows = list(range(self._first_window(i, plan), self._num_windows(plan)))
+        pending: list[Columns] = []  # raw samples of the batch being joined across windows
+        sources: list[str] = []  # the windows they come from
+        pending_planned = 0
+        work: WindowWork | None = None
+        for n, w in enumerate(windows):
+            result = self._take((i, w))
+            work = result.work
+            position = work.offset
+            if result.head_planned:
+                pending.append(result.head or {})
+                sources.append(describe_work(work))
+                pending_planned += result.head_planned
+                position += result.head_planned
+                if pending_planned == self._batch_size:  # the head ended on a batch boundary
+                    batch = self._joined(pending, sources, work)
+                    pending, sources, pending_planned = [], [], 0
+                    self.position = Position(plan.epoch, work.window, position)
                     if batch is not None:
                         yield batch
-        if count and not self._options.drop_last:
-            batch = self._collate(pending, count, plan.epoch)
-            self.position = _after(plan.epoch, pending[-1])
+            last = n == len(windows) - 1
+            for k, (encoded, size) in enumerate(zip(result.batches, result.batch_planned)):
+                position += size
+                if last and k == len(result.batches) - 1 and size < self._batch_size and self._options.drop_last:
+                    self._stats.dropped_samples += _length(encoded)
+                    continue
+                batch = self._collate(encoded, describe_work(work))
+                self.position = Position(plan.epoch, work.window, position)
+                if batch is not None:
+                    yield batch
+            if result.tail_planned:
+                pending, sources, pending_planned = [result.tail or {}], [describe_work(work)], result.tail_planned
+            del result  # the window's chunks are held by nothing else now
+        if pending_planned and work is not None:
+            if self._options.drop_last:
+                self._stats.dropped_samples += sum(_length(p) for p in pending)
+                return
+            batch = self._joined(pending, sources, work)
+            self.position = Position(plan.epoch, work.window, work.offset + _window_planned(work))
             if batch is not None:
                 yield batch
 
-    def _collate(self, pieces: list[Piece], count: int, epoch: int) -> Any:
-        raw, _ = _concat([(p.columns, p.selection, p.source) for p in pieces])
+    def _joined(self, parts: list[Columns], sources: list[str], work: WindowWork) -> Any:
+        """Encode, here, the batch joined from the raw tail and head of neighbouring windows."""
+        raw = concat(parts, sources)
+        if not raw:
+            self._stats.skipped_batches += 1  # every record of the batch was bad
+            return None
+        log = SkipLog() if self._options.on_error == "skip" else None
+        source = f"a batch joined across windows ({', '.join(sources)})"
         try:
-            batch = self._collator.collate_batch(raw)
+            encoded = encode_batch(self._spec.dataset, raw, source, log, self._spec.to_arrays)
         except Exception as exc:
-            sources = sorted({p.source for p in pieces})
+            exc.add_note(f"PyLoader: batch_encode failed on {source} (epoch {work.epoch}, the consumer thread)")
+            raise
+        finally:
+            if log is not None and log.items:
+                self._stats.add_skipped(log.items)
+        return self._collate(encoded, source)
+
+    def _collate(self, encoded: Columns, source: str) -> Any:
+        count = _length(encoded)
+        if count == 0:
+            self._stats.skipped_batches += 1  # every record of the batch was bad
+            return None
+        if not self._schema_ok(encoded, source):
+            return None
+        try:
+            batch = self._collator.collate_batch(encoded)
+        except Exception as exc:
             if self._options.on_error != "skip":
-                exc.add_note(f"PyLoader: collate_batch failed on a batch of {count} samples from {sources}")
+                exc.add_note(f"PyLoader: collate_batch failed on a batch of {count} samples from {source}")
                 raise
             self._stats.skipped_batches += 1
-            self._stats.add_skipped([SkippedItem(s, None, f"collate_batch: {type(exc).__name__}: {exc}") for s in sources])
+            self._stats.add_skipped([SkippedItem(source, None, f"collate_batch: {type(exc).__name__}: {exc}", count)])
             return None
         self._stats.samples += count
         self._stats.batches += 1
@@ -412,43 +491,21 @@ def _window_size(plan: EpochPlan) -> int:
     return plan.shuffle_buffer if plan.shuffle_buffer > 1 else 1
 
 
-def _after(epoch: int, piece: Piece) -> Position:
-    """The position just after the last sample of ``piece``."""
-    return Position(epoch, piece.window, piece.base + len(piece))
+def _planned(unit: Any) -> int:
+    stop = unit.stop if unit.stop is not None else unit.expected
+    return int(stop) - unit.start
 
 
-def _sub(selection: slice | np.ndarray, a: int, b: int) -> slice | np.ndarray:
-    if isinstance(selection, slice):
-        return slice(selection.start + a, selection.start + b)
-    return selection[a:b]
+def _counted(units: Any) -> bool:
+    return all(u.expected is not None or u.stop is not None for u in units)
 
 
-def _concat(parts: list[tuple[Columns, slice | np.ndarray, str]]) -> tuple[Columns, int]:
-    """One set of columns from the selected samples of several chunks (a view when there is one slice)."""
-    first_cols, _, first_src = parts[0]
-    keys = list(first_cols)
-    for cols, _, src in parts[1:]:
-        if list(cols) != keys and set(cols) != set(keys):
-            raise DataFormatError(
-                f"batch_encode returned keys {sorted(cols)} for {src} but {sorted(keys)} for {first_src} (schema drift)"
-            )
-    if len(parts) == 1:
-        cols, sel, _ = parts[0]
-        out = take(cols, sel)
-        return out, len(next(iter(out.values()))) if out else 0
-    merged: Columns = {}
-    for key in keys:
-        chunks = [take({key: cols[key]}, sel)[key] for cols, sel, _ in parts]
-        if all(isinstance(c, np.ndarray) for c in chunks):
-            try:
-                merged[key] = np.concatenate(chunks)
-                continue
-            except ValueError as exc:
-                shapes = {src: c.shape[1:] for c, (_, _, src) in zip(chunks, parts)}
-                raise DataFormatError(f"key {key!r} has different sample shapes across chunks {shapes}: {exc}") from None
-        flat: list[Any] = []
-        for c in chunks:
-            flat.extend(c.tolist() if isinstance(c, np.ndarray) and c.dtype.kind in "OUS" else c)
-        merged[key] = flat
-    total = len(next(iter(merged.values()))) if merged else 0
-    return merged, total
+def _window_planned(work: WindowWork) -> int:
+    """Planned positions of ``work`` after its offset (0 when its counts are unknown)."""
+    if not _counted(work.units):
+        return 0
+    return sum(_planned(u) for u in work.units) - work.offset
+
+
+def _length(columns: Columns | None) -> int:
+    return len(next(iter(columns.values()))) if columns else 0

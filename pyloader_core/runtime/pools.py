@@ -1,6 +1,6 @@
 """Worker pools: inline, threads and processes behind one interface, all running :func:`.worker_loop`.
 
-A pool executes :class:`~.worker_loop.Task` s and hands back :class:`~.execute.UnitResult` s in
+A pool executes :class:`~.worker_loop.Task` s and hands back :class:`~.execute.WindowResult` s in
 completion order; ordering, and telling passes apart, is the engine's job. ``submit`` never blocks
 (the engine caps how many tasks are in flight) and ``get`` blocks on the event itself: a queue for
 threads; the result sockets and process sentinels for processes, so a dead process is noticed at
@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pyloader_core.errors import ConfigError, WorkerDiedError, WorkerError
 from pyloader_core.runtime import transport
 from pyloader_core.runtime.channel import Channel, ChannelClosed, pair
-from pyloader_core.runtime.execute import UnitResult, describe, run_unit
+from pyloader_core.runtime.execute import WindowResult, describe_work, run_window
 from pyloader_core.runtime.launch import (
     STACK_SIGNAL,
     InitFailure,
@@ -72,7 +72,7 @@ class WorkerPool(abc.ABC):
         """Queue ``task``; never blocks."""
 
     @abc.abstractmethod
-    def get(self) -> UnitResult:
+    def get(self) -> WindowResult:
         """The next finished task, in completion order; blocks until one is ready (or raises)."""
 
     @abc.abstractmethod
@@ -116,10 +116,10 @@ class InlinePool(WorkerPool):
     def submit(self, task: Task) -> None:
         self._pending.append(task)
 
-    def get(self) -> UnitResult:
+    def get(self) -> WindowResult:
         task = self._pending.popleft()
         s = self._spec
-        result = run_unit(s.reader, s.dataset, task.unit, worker=0, skip=s.skip, to_arrays=s.to_arrays)
+        result = run_window(s.reader, s.dataset, task.work, worker=0, skip=s.skip, to_arrays=s.to_arrays)
         result.pass_id, result.key = task.pass_id, task.key
         return result
 
@@ -135,7 +135,7 @@ class InlinePool(WorkerPool):
 
 @dataclasses.dataclass
 class _ThreadFailed:
-    """A worker thread's loop itself failed (never user code: :func:`run_unit` catches that)."""
+    """A worker thread's loop itself failed (never user code: :func:`run_window` catches that)."""
 
     worker: int
     task: Task | None
@@ -154,7 +154,7 @@ class ThreadPool(WorkerPool):
         self.num_workers = 0
         self._spec = spec
         self._tasks: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
-        self._results: queue.SimpleQueue[UnitResult | _ThreadFailed] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[WindowResult | _ThreadFailed] = queue.SimpleQueue()
         self._current: dict[int, tuple[Task, float]] = {}  # what each thread is running, since when
         self._stop = threading.Event()
         self._closed = False
@@ -209,7 +209,7 @@ class ThreadPool(WorkerPool):
     def submit(self, task: Task) -> None:
         self._tasks.put(task)
 
-    def get(self) -> UnitResult:
+    def get(self) -> WindowResult:
         self._watch.restart()
         while True:
             try:
@@ -218,7 +218,7 @@ class ThreadPool(WorkerPool):
                 self._watch.silence(self._holders())
                 continue
             if isinstance(item, _ThreadFailed):
-                where = "" if item.task is None else f" while processing {describe(item.task.unit)}"
+                where = "" if item.task is None else f" while processing {describe_work(item.task.work)}"
                 raise WorkerDiedError(f"worker thread {item.worker} failed{where}: {item.error!r}") from item.error
             return item
 
@@ -226,7 +226,10 @@ class ThreadPool(WorkerPool):
         holders = []
         for w, (task, since) in list(self._current.items()):
             ident = self._threads[w].ident
-            holders.append(Holder(f"worker thread {w}", task.unit, since, lambda ident=ident: _thread_stack(ident)))
+            holders.append(
+                Holder(f"worker thread {w}", describe_work(task.work), task.work.epoch, since,
+                       lambda ident=ident: _thread_stack(ident))
+            )
         return holders
 
     def alive(self) -> int:
@@ -287,7 +290,7 @@ class ProcessPool(WorkerPool):
         self.start_method = resolve_start_method(start_method)
         self._spec = spec
         self._workers: list[_ProcessWorker] = []
-        self._ready: collections.deque[UnitResult] = collections.deque()
+        self._ready: collections.deque[WindowResult] = collections.deque()
         self._closed = False
         self._owner = os.getpid()
         self._watch = StallWatch(timeout)
@@ -354,7 +357,7 @@ class ProcessPool(WorkerPool):
         except (ChannelClosed, OSError):
             pass  # the worker died; get() reports it with its exit code
 
-    def get(self) -> UnitResult:
+    def get(self) -> WindowResult:
         self._watch.restart()
         while not self._ready:
             channels = {wk.channel.fileno(): wk for wk in self._workers if wk.held}
@@ -385,7 +388,7 @@ class ProcessPool(WorkerPool):
                 f"{self.start_method!r} their classes must be importable in a fresh interpreter (defined in a "
                 f"module, or in a script under `if __name__ == '__main__':`):\n{message.traceback}"
             )
-        result: UnitResult = transport.unpack(message, fds[0] if fds else None)
+        result: WindowResult = transport.unpack(message, fds[0] if fds else None)
         for extra in fds[1:]:
             os.close(extra)
         task = wk.held.popleft()  # a worker runs its tasks in the order it got them
@@ -403,14 +406,13 @@ class ProcessPool(WorkerPool):
                 how += f" ({signal.Signals(-code).name})"
             except ValueError:
                 pass
-        unit = wk.held[0].unit
-        raise WorkerDiedError(
-            f"{wk.name} died with {how} while processing {describe(unit)} (epoch {unit.epoch}, unit {unit.index})"
-        )
+        work = wk.held[0].work
+        raise WorkerDiedError(f"{wk.name} died with {how} while processing {describe_work(work)} (epoch {work.epoch})")
 
     def _holders(self) -> list[Holder]:
         return [
-            Holder(wk.name, wk.held[0].unit, wk.busy_since, lambda wk=wk: self._stack_of(wk))
+            Holder(wk.name, describe_work(wk.held[0].work), wk.held[0].work.epoch, wk.busy_since,
+                   lambda wk=wk: self._stack_of(wk))
             for wk in self._workers
             if wk.held
         ]

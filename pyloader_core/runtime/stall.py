@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable
 
 from pyloader_core.errors import WorkerTimeoutError
-from pyloader_core.plan import WorkUnit
-from pyloader_core.runtime.execute import describe
 
 __all__ = ["Holder", "StallWatch", "WARN_EVERY_S"]
 
@@ -27,10 +25,11 @@ WARN_EVERY_S = 60.0
 
 @dataclasses.dataclass(frozen=True)
 class Holder:
-    """A worker busy with a unit: who (``name``, e.g. ``"worker process 1 (pid 123)"``), what, since when."""
+    """A worker busy with a window: who (``name``, e.g. ``"worker process 1 (pid 123)"``), what, since when."""
 
     name: str
-    unit: WorkUnit
+    what: str  # the window's chunk, e.g. "data/chunk001.jsonl"
+    epoch: int
     since: float
     stack: Callable[[], str | None]  # the worker's Python stack now, if it can be had
 
@@ -70,17 +69,16 @@ class StallWatch:
         if self.timeout is not None and waited >= self.timeout:
             if stuck is None:
                 raise WorkerTimeoutError(f"no result for {waited:.1f}s (timeout={self.timeout:g}s) and no worker busy")
-            unit = stuck.unit
             raise WorkerTimeoutError(
                 f"{stuck.name} sent no result for {waited:.1f}s (timeout={self.timeout:g}s); it has held "
-                f"{describe(unit)} (epoch {unit.epoch}, unit {unit.index}) for {now - stuck.since:.1f}s",
+                f"{stuck.what} (epoch {stuck.epoch}) for {now - stuck.since:.1f}s",
                 stack=stuck.stack(),
             )
         if now >= self._next_warning:
             self._next_warning = now + WARN_EVERY_S
             if stuck is not None:
                 logger.warning(
-                    "no data for %.0fs: %s has been busy with %s (epoch %d, unit %d) for %.0fs; "
+                    "no data for %.0fs: %s has been busy with %s (epoch %d) for %.0fs; "
                     "set timeout= to turn a stuck worker into an error",
-                    waited, stuck.name, describe(stuck.unit), stuck.unit.epoch, stuck.unit.index, now - stuck.since,
+                    waited, stuck.name, stuck.what, stuck.epoch, now - stuck.since,
                 )

@@ -42,7 +42,7 @@ class LoaderStats:
 
     def add_skipped(self, items: list[SkippedItem]) -> None:
         for item in items:
-            self.skipped_count += 1
+            self.skipped_count += item.records
             if len(self.skipped) < MAX_SKIP_LOCATIONS:
                 self.skipped.append(item)
                 logger.warning("skipped %s: %s", item.location(), item.reason)

@@ -14,22 +14,21 @@ from collections.abc import Callable
 
 from pyloader_core.dataset import Dataset
 from pyloader_core.errors import WorkerError
-from pyloader_core.plan import WorkUnit
 from pyloader_core.reader import DataReader
 from pyloader_core.runtime import transport
 from pyloader_core.runtime.channel import Channel
-from pyloader_core.runtime.execute import UnitResult, describe, run_unit
+from pyloader_core.runtime.execute import WindowResult, WindowWork, describe_work, run_window
 
 __all__ = ["Task", "WorkerSpec", "process_deliver", "worker_loop"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """A unit, tagged with the pass that asked for it and its place in that pass's stream."""
+    """A window of the plan, tagged with the pass that asked for it and its place in that pass's stream."""
 
     pass_id: int
     key: tuple[int, int]
-    unit: WorkUnit
+    work: WindowWork
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +48,7 @@ def worker_loop(
     worker: int,
     spec: WorkerSpec,
     receive: Callable[[], Task | None],
-    deliver: Callable[[UnitResult], None],
+    deliver: Callable[[WindowResult], None],
     *,
     portable: bool = False,
 ) -> None:
@@ -58,28 +57,31 @@ def worker_loop(
         task = receive()
         if task is None:
             return
-        result = run_unit(
-            spec.reader, spec.dataset, task.unit, worker=worker, skip=spec.skip, to_arrays=spec.to_arrays,
+        result = run_window(
+            spec.reader, spec.dataset, task.work, worker=worker, skip=spec.skip, to_arrays=spec.to_arrays,
             portable=portable,
         )
         result.pass_id, result.key = task.pass_id, task.key
         deliver(result)
 
 
-def process_deliver(channel: Channel, worker: int) -> Callable[[UnitResult], None]:
+def process_deliver(channel: Channel, worker: int) -> Callable[[WindowResult], None]:
     """A process worker's ``deliver``: the result in shared memory, its descriptor over ``channel``.
 
     A result that cannot be pickled becomes a :class:`WorkerError` naming the column and the type.
     """
 
-    def deliver(result: UnitResult) -> None:
+    def deliver(result: WindowResult) -> None:
         try:
             packed, fd = transport.pack(result)
-        except Exception as exc:  # noqa: BLE001 - reported to the consumer at this unit
-            what = transport.unpicklable_part(result.columns) or f"{type(exc).__name__}: {exc}"
-            failed = UnitResult(
-                result.unit, None, 0, worker, result.busy_s, stage="send to the consumer",
-                error=WorkerError(f"the result of {describe(result.unit)} cannot leave the worker process: {what}"),
+        except Exception as exc:  # noqa: BLE001 - reported to the consumer at this window
+            what = None
+            for part in (result.head, *result.batches, result.tail):
+                what = what or transport.unpicklable_part(part)
+            what = what or f"{type(exc).__name__}: {exc}"
+            failed = WindowResult(
+                result.work, worker, result.busy_s, stage="send to the consumer",
+                error=WorkerError(f"the result of {describe_work(result.work)} cannot leave the worker process: {what}"),
                 pass_id=result.pass_id, key=result.key,
             )
             packed, fd = transport.pack(failed)
