@@ -1,14 +1,16 @@
 """The contenders: every way of feeding the same batches, each measured the same way.
 
 A contender is a generator of ``(input_ids, attention_mask, label)`` batches over a list of chunk
-files (see :mod:`benchmarks.workload` for the shared work). :func:`measure` times one pass of it in
-the current process: time to the first batch and samples/s, both counted from the moment the pipeline
-starts being built (module imports excluded, worker start-up included).
+files of its workload: the default one (:mod:`benchmarks.workload`: orjson reader + vectorised
+``TextDataset`` returning numpy) or "lists" (:mod:`benchmarks.lists_workload`: plain user code, stdlib
+``json`` and a ``Dataset`` returning lists of lists; its rows are named ``lists-*``). :func:`measure`
+times one pass of it in the current process: time to the first batch and samples/s, both counted from
+the moment the pipeline starts being built (module imports excluded, worker start-up included).
 
 This module imports only the standard library, numpy and ``benchmarks.workload`` at top level: process
 workers started with *spawn* re-import the main module (``benchmarks.run``, which imports this one),
 and frameworks are imported only by the contenders that use them (``peer_torch``, ``peer_tf``,
-``peer_hf``).
+``peer_hf``, ``peer_grain``, ``peer_torch_lists``; ``lists_workload`` imports ``pyloader_core``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from typing import Any
 
 from benchmarks.workload import Tally, batches_of, encode_file, make_encoder, make_reader
 
-__all__ = ["CONTENDERS", "Contender", "Context", "measure", "missing_module"]
+__all__ = [
+    "CONTENDERS", "DEFAULT", "LISTS_PREFIX", "QUICK", "QUICK_LISTS", "WORKLOADS", "Contender", "Context", "measure",
+    "missing_module",
+]
+
+#: The workloads, in the order the runner reports them.
+WORKLOADS = ("default", "lists")
+#: Row names of the "lists" workload start with this.
+LISTS_PREFIX = "lists-"
 
 Batch = tuple[Any, Any, Any]
 
@@ -47,8 +57,9 @@ class Contender:
     requires: tuple[str, ...] = ()  # importable modules it needs (else the row is skipped)
     scale: int = 1  # reads ``scale`` times the base data
     workers: int | None = None  # background workers (for the "equal workers" comparison)
-    family: str = ""  # bare, pyloader, torch-numpy, torch-tensor, tf, hf
+    family: str = ""  # bare, pyloader, torch-numpy, torch-tensor, tf, hf, grain
     module: str | None = None  # benchmarks.<module> to import before timing starts (frameworks)
+    workload: str = "default"  # which data and per-sample work: "default" or "lists" (see WORKLOADS)
 
 
 def missing_module(contender: Contender) -> str | None:
@@ -79,17 +90,23 @@ def bare_loop(ctx: Context) -> Iterator[Batch]:
 # -- PyLoader ---------------------------------------------------------------------------------------
 
 
-def pyloader(num_workers: int | str, worker_type: str) -> Callable[[Context], Iterator[Batch]]:
+def pyloader(
+    num_workers: int | str, worker_type: str, workload: str = "default"
+) -> Callable[[Context], Iterator[Batch]]:
     def run(ctx: Context) -> Iterator[Batch]:
         from pyloader_core import DataLoader, NumpyDataCollator
 
+        if workload == "lists":
+            from benchmarks.lists_workload import make_parts
+
+            parts = make_parts()  # the user's own DataReader, Dataset and DataCollator subclasses
+        else:
+            parts = make_reader(), make_encoder(ctx.vocab), NumpyDataCollator()
         loader = DataLoader(
-            make_reader(),
-            make_encoder(ctx.vocab),
-            NumpyDataCollator(),
+            *parts,
             ctx.files,
             num_workers=num_workers,
-            worker_type=worker_type,
+            worker_type=worker_type,  # no start_method: the library's default is what is measured
         )
         with loader:
             for b in loader:
@@ -102,6 +119,23 @@ def pyloader(num_workers: int | str, worker_type: str) -> Callable[[Context], It
         )
 
     return run
+
+
+def bare_lists(ctx: Context) -> Iterator[Batch]:
+    """The "lists" workload's bare loop: read a chunk, encode it (lists), collate each batch (np.asarray)."""
+    from benchmarks.lists_workload import encode_chunk, make_parts, slice_batches
+
+    reader, dataset, collator = make_parts()
+    chunk_s: list[float] = []
+    for path in ctx.files:
+        start = time.perf_counter()
+        encoded, n = encode_chunk(reader, dataset, path)
+        chunk_s.append(time.perf_counter() - start)
+        for b in slice_batches(encoded, n):
+            c = collator.collate_batch(b)
+            yield c["input_ids"], c["attention_mask"], c["label"]
+    ctx.extra["first_chunk_s"] = chunk_s[0]
+    ctx.extra["median_chunk_s"] = statistics.median(chunk_s)
 
 
 # -- the frameworks (imported lazily) ---------------------------------------------------------------
@@ -158,19 +192,46 @@ def _contenders() -> dict[str, Contender]:
         Contender("hf-streaming-2", _lazy("peer_hf", "hf_streaming", 2),
                   "HF datasets streaming (local json) -> batched map (the shared encode) -> torch DataLoader, "
                   "2 workers", requires=("datasets", "torch"), family="hf", workers=2, module="peer_hf"),
+        Contender("grain-2", _lazy("peer_grain", "grain_loader", 2, "default"),
+                  "Grain: MapDataset.source(files).map(chunk -> its batches) -> to_iter_dataset -> "
+                  "FlatMapIterDataset -> mp_prefetch, 2 workers", requires=("grain",), family="grain", workers=2,
+                  module="peer_grain"),
+    ]
+    # The "lists" workload: the user's own reader / dataset / collator returning Python lists.
+    p = LISTS_PREFIX
+    rows += [
+        Contender(f"{p}bare", bare_lists,
+                  "lists: single-thread loop: read (json), encode (lists), np.asarray per batch (the per-core limit)",
+                  family="bare", workers=0, module="lists_workload", workload="lists"),
+    ]
+    for kind in ("thread", "process"):
+        for w in (1, 2):
+            rows.append(Contender(f"{p}pyloader-{kind}-{w}", pyloader(w, kind, "lists"),
+                                  f"lists: PyLoader, {w} {kind} worker(s)", family="pyloader", workers=w,
+                                  module="lists_workload", workload="lists"))
+    rows += [
+        Contender(f"{p}torch-numpy-2", _lazy("peer_torch_lists", "torch_lists_loader", 2),
+                  "lists: torch DataLoader over an IterableDataset (files sharded per worker), 2 workers, "
+                  "numpy batches collated in the workers", requires=("torch",), family="torch-numpy", workers=2,
+                  module="peer_torch_lists", workload="lists"),
+        Contender(f"{p}grain-2", _lazy("peer_grain", "grain_loader", 2, "lists"),
+                  "lists: Grain, the same pipeline as grain-2 (batches collated in the workers), 2 workers",
+                  requires=("grain",), family="grain", workers=2, module="peer_grain", workload="lists"),
     ]
     return {c.name: c for c in rows}
 
 
 CONTENDERS: dict[str, Contender] = _contenders()
 
-#: The rows of a full run (``tf-pyfunc-element`` is opt-in: ~40x slower than the bare loop).
+#: The rows of a full run, both workloads (``tf-pyfunc-element`` is opt-in: ~40x slower than the bare loop).
 DEFAULT = [n for n in CONTENDERS if n != "tf-pyfunc-element"]
-#: ``--quick``: the core and torch rows (no TensorFlow / datasets start-up), for CI.
+#: ``--quick`` on the default workload: the core and torch rows (no TensorFlow / datasets / Grain start-up), for CI.
 QUICK = [
     "bare", "pyloader-0", "pyloader-thread-1", "pyloader-thread-2", "pyloader-process-1", "pyloader-process-2",
     "pyloader-auto", "pyloader-process-2-4x", "torch-numpy-0", "torch-numpy-2", "torch-tensor-2",
 ]
+#: ``--quick`` on the "lists" workload: every one of its rows (torch and Grain are skipped rows where not installed).
+QUICK_LISTS = [n for n in CONTENDERS if CONTENDERS[n].workload == "lists"]
 
 
 # -- measuring --------------------------------------------------------------------------------------

@@ -1,16 +1,24 @@
-"""PyLoader against the bare loop, torch DataLoader, tf.data and HF datasets streaming, in one command.
+"""PyLoader against the bare loop, torch DataLoader, tf.data, HF datasets streaming and Grain, in one command.
 
-Every contender does the same work on the same generated chunk files (``benchmarks/workload.py``:
-JSON lines -> parse -> whitespace tokenise -> vocab ids -> pad to 128 -> batches of 64) and its consumer
-only touches each batch. Each run of each contender is a fresh interpreter
-(``python -m benchmarks.run --one NAME``), so time to the first batch and the peak RSS of its process
-tree (the run plus every child, sampled every 20 ms from here) are its own. Repeats are interleaved
+Two workloads, each with its own table. On each, every contender does the same work on the same
+generated chunk files and its consumer only touches each batch:
+
+- default (``benchmarks/workload.py``): JSON lines -> orjson parse -> whitespace tokenise -> vocab ids ->
+  pad to 128 (numpy, vectorised) -> batches of 64;
+- "lists" (``benchmarks/lists_workload.py``, rows ``lists-*``): the user's own ``DataReader`` / ``Dataset`` /
+  ``DataCollator`` subclasses: stdlib ``json`` per line -> crc32-hashed word ids, cut and padded to 128 as
+  Python lists of lists -> ``np.asarray`` per batch of 64.
+
+Each run of each contender is a fresh interpreter (``python -m benchmarks.run --one NAME``), so time to
+the first batch and the peak RSS of its process tree (the run plus every child, sampled every 20 ms from
+here) are its own. Repeats are interleaved
 (repeat 1 of every contender, then repeat 2, ...) so drifts in machine load hit all of them alike.
 
 Usage (from the repository root)::
 
-    python -m benchmarks.run                      # the full table (< 10 min on 2 cores)
-    python -m benchmarks.run --quick              # smoke run: tiny data, 1 repeat, core + torch rows
+    python -m benchmarks.run                      # both workloads' full tables
+    python -m benchmarks.run --workload lists     # only the "lists" workload's table
+    python -m benchmarks.run --quick              # smoke run: tiny data, 1 repeat, core + torch rows + lists rows
     python -m benchmarks.run --only bare,pyloader-process-2 --repeats 5 --json /tmp/r.json
     python -m benchmarks.run --list               # the contenders
 
@@ -46,7 +54,18 @@ try:
 except ImportError:  # pragma: no cover - not on Windows
     resource = None  # type: ignore[assignment]
 
-from benchmarks.peers import CONTENDERS, DEFAULT, QUICK, Contender, Context, measure, missing_module
+from benchmarks.peers import (
+    CONTENDERS,
+    DEFAULT,
+    LISTS_PREFIX,
+    QUICK,
+    QUICK_LISTS,
+    WORKLOADS,
+    Contender,
+    Context,
+    measure,
+    missing_module,
+)
 from benchmarks.workload import generate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,6 +76,10 @@ PSS_INTERVAL_S = 0.1  # PSS (smaps_rollup) is dearer to read than RSS
 
 FULL = {"chunks": 32, "samples_per_chunk": 4096, "repeats": 3}
 QUICK_SIZE = {"chunks": 4, "samples_per_chunk": 512, "repeats": 1}
+# The "lists" workload's data (its own directory, seed 1): 32 chunks of 3,000 records; --quick: 4 of 300.
+LISTS_FULL = {"chunks": 32, "samples_per_chunk": 3000}
+LISTS_QUICK = {"chunks": 4, "samples_per_chunk": 300}
+PREFIXES = {"default": "", "lists": LISTS_PREFIX}  # row-name prefix of each workload
 
 # Targets of issue 6 (ratios within one run, on a 2-core machine).
 ONE_WORKER_MIN = 0.95
@@ -64,6 +87,7 @@ TWO_PROCESS_MIN = 1.8
 VS_TORCH_MIN = 1.0
 RSS_GROWTH_MAX = 1.05
 TTFB_SLACK_S = 0.050
+VS_GRAIN_MIN = 1.4  # PyLoader, 2 process workers, against Grain with 2 workers
 
 
 # -- the child: one contender, one pass ------------------------------------------------------------
@@ -80,8 +104,9 @@ def run_one(name: str, spec_path: str) -> None:
         importlib.import_module("orjson")
     if contender.module:
         importlib.import_module(f"benchmarks.{contender.module}")
-    files = spec["files"][: spec["chunks"] * contender.scale]
-    ctx = Context(spec["vocab"], files, spec["samples_per_chunk"])
+    data = spec["workloads"][contender.workload]
+    files = data["files"][: data["chunks"] * contender.scale]
+    ctx = Context(data["vocab"], files, data["samples_per_chunk"])
     rss_start = _rss_bytes(os.getpid())
     result = measure(contender, ctx)
     result["rss_start_bytes"] = rss_start
@@ -305,7 +330,7 @@ def run_child(name: str, spec_path: str, data_root: str, timeout_s: float) -> di
 
 def _versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for dist in ("numpy", "orjson", "torch", "tensorflow-cpu", "tensorflow", "datasets", "psutil"):
+    for dist in ("numpy", "orjson", "torch", "tensorflow-cpu", "tensorflow", "datasets", "grain", "psutil"):
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -337,7 +362,7 @@ def summarise(name: str, runs: list[dict[str, Any]], skipped: str | None) -> dic
     """One row: medians over the successful runs."""
     c = CONTENDERS[name]
     row: dict[str, Any] = {"name": name, "description": c.description, "family": c.family, "workers": c.workers,
-                           "scale": c.scale, "runs": runs}
+                           "scale": c.scale, "workload": c.workload, "runs": runs}
     if skipped:
         row["status"] = f"skipped: {skipped} not installed"
         return row
@@ -365,16 +390,25 @@ def summarise(name: str, runs: list[dict[str, Any]], skipped: str | None) -> dic
         tally=ok[0]["tally"],
         tally_consistent=all(r["tally"] == ok[0]["tally"] for r in ok),
     )
-    if name == "bare":
+    if c.family == "bare":
         row["first_chunk_s"] = statistics.median(r["extra"]["first_chunk_s"] for r in ok)
         row["median_chunk_s"] = statistics.median(r["extra"]["median_chunk_s"] for r in ok)
     return row
 
 
+def _base(rows: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The row the others' tallies are held to: the bare loop where it ran, else the first 1x row."""
+    measured = [r for r in rows.values() if r.get("tally") and r["scale"] == 1]
+    return next((r for r in measured if r.get("family") == "bare"), measured[0] if measured else None)
+
+
 def check_consistency(rows: dict[str, dict[str, Any]]) -> list[str]:
-    """Every 1x contender must have seen the same samples and token sums; 4x rows 4x the samples."""
+    """Every 1x contender must have seen the same samples and token sums; 4x rows 4x the samples.
+
+    ``rows``: one workload's rows (the workloads do different work, so their tallies differ).
+    """
     problems = []
-    base = next((r for r in rows.values() if r.get("tally") and r["scale"] == 1), None)
+    base = _base(rows)
     if base is None:
         return problems
     keys = ("samples", "ids_sum", "mask_sum", "label_sum")
@@ -398,44 +432,54 @@ def _rate(rows: dict[str, dict[str, Any]], name: str) -> float | None:
     return r.get("samples_per_s") if r else None
 
 
-def check_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's targets, each as PASS / MISS with its numbers (absent rows: not evaluated)."""
+def check_targets(rows: dict[str, dict[str, Any]], prefix: str = "") -> list[dict[str, Any]]:
+    """The issue's targets, each as PASS / MISS with its numbers (absent rows: not evaluated).
+
+    ``rows``: one workload's rows, named ``prefix + name`` (``""`` for the default workload, ``"lists-"``).
+    """
     out: list[dict[str, Any]] = []
-    bare = _rate(rows, "bare")
+    p = prefix
+    bare_name = p + "bare"
+    bare = _rate(rows, bare_name)
 
     def add(target: str, name: str, value: float | None, limit: float | None, ok: bool | None, detail: str) -> None:
         out.append({"target": target, "contender": name, "value": value, "limit": limit,
                     "status": "n/a" if ok is None else ("PASS" if ok else "MISS"), "detail": detail})
 
     def steady(name: str) -> str:
-        mine, base = rows[name].get("steady_samples_per_s"), rows["bare"].get("steady_samples_per_s")
+        mine, base = rows[name].get("steady_samples_per_s"), rows[bare_name].get("steady_samples_per_s")
         return f"; steady (after the first batch) {mine / base:.2f}x" if mine and base else ""
 
-    for name in ("pyloader-thread-1", "pyloader-process-1"):
+    for name in (p + "pyloader-thread-1", p + "pyloader-process-1"):
         rate = _rate(rows, name)
         if rate and bare:
             ratio = rate / bare
             add(f"1 worker >= {ONE_WORKER_MIN}x bare", name, ratio, ONE_WORKER_MIN, ratio >= ONE_WORKER_MIN,
                 f"{ratio:.2f}x bare" + _short(ratio, ONE_WORKER_MIN) + steady(name))
-    rate = _rate(rows, "pyloader-process-2")
+    two = p + "pyloader-process-2"
+    rate = _rate(rows, two)
     if rate and bare:
         ratio = rate / bare
-        add(f"2 process workers >= {TWO_PROCESS_MIN}x bare", "pyloader-process-2", ratio, TWO_PROCESS_MIN,
-            ratio >= TWO_PROCESS_MIN,
-            f"{ratio:.2f}x bare" + _short(ratio, TWO_PROCESS_MIN) + steady("pyloader-process-2"))
+        add(f"2 process workers >= {TWO_PROCESS_MIN}x bare", two, ratio, TWO_PROCESS_MIN,
+            ratio >= TWO_PROCESS_MIN, f"{ratio:.2f}x bare" + _short(ratio, TWO_PROCESS_MIN) + steady(two))
+    grain_rate = _rate(rows, p + "grain-2")
+    if rate and grain_rate:
+        ratio = rate / grain_rate
+        add(f"2 process workers >= {VS_GRAIN_MIN}x Grain at 2 workers", two, ratio, VS_GRAIN_MIN,
+            ratio >= VS_GRAIN_MIN, f"{ratio:.2f}x {p}grain-2" + _short(ratio, VS_GRAIN_MIN))
     for w in (0, 1, 2):
-        torch_rows = [n for n in (f"torch-numpy-{w}", f"torch-tensor-{w}") if _rate(rows, n)]
+        torch_rows = [n for n in (f"{p}torch-numpy-{w}", f"{p}torch-tensor-{w}") if _rate(rows, n)]
         if not torch_rows:
             continue
         best_torch = max(torch_rows, key=lambda n: _rate(rows, n) or 0.0)
-        mine = [n for n in ((f"pyloader-{w}",) if w == 0 else (f"pyloader-thread-{w}", f"pyloader-process-{w}"))
-                if _rate(rows, n)]
+        kinds = ("",) if w == 0 else ("thread-", "process-")
+        mine = [n for n in (f"{p}pyloader-{kind}{w}" for kind in kinds) if _rate(rows, n)]
         for name in mine:
             ratio = (_rate(rows, name) or 0.0) / (_rate(rows, best_torch) or 1.0)
             add(f">= {VS_TORCH_MIN}x torch DataLoader at {w} workers", name, ratio, VS_TORCH_MIN,
                 ratio >= VS_TORCH_MIN, f"{ratio:.2f}x {best_torch} (the faster torch variant)"
                 + _short(ratio, VS_TORCH_MIN))
-    one, four = rows.get("pyloader-process-2", {}), rows.get("pyloader-process-2-4x", {})
+    one, four = rows.get(two, {}), rows.get(p + "pyloader-process-2-4x", {})
     pss = ""
     if one.get("peak_pss_bytes") and four.get("peak_pss_bytes"):
         pss = f"; PSS {four['peak_pss_bytes'] / one['peak_pss_bytes']:.3f}x"
@@ -448,9 +492,9 @@ def check_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         growth = four[key] / one[key]
         over = "" if growth <= RSS_GROWTH_MAX else f" (over by {growth / RSS_GROWTH_MAX - 1:.1%})"
-        add(f"peak RSS at 4x data <= {RSS_GROWTH_MAX}x 1x, {how}", "pyloader-process-2-4x", growth, RSS_GROWTH_MAX,
+        add(f"peak RSS at 4x data <= {RSS_GROWTH_MAX}x 1x, {how}", p + "pyloader-process-2-4x", growth, RSS_GROWTH_MAX,
             growth <= RSS_GROWTH_MAX, f"{_mb(four[key])} MB vs {_mb(one[key])} MB = {growth:.3f}x{over}{pss}")
-    first_chunk = rows.get("bare", {}).get("first_chunk_s")
+    first_chunk = rows.get(bare_name, {}).get("first_chunk_s")
     if first_chunk:
         limit = first_chunk + TTFB_SLACK_S
         for name, r in rows.items():
@@ -477,7 +521,8 @@ def _mb(n: float | None) -> str:
 
 
 def format_table(rows: dict[str, dict[str, Any]]) -> str:
-    bare = _rate(rows, "bare")
+    """One workload's table; ``x bare`` is against that workload's bare loop."""
+    bare = next((r.get("samples_per_s") for r in rows.values() if r.get("family") == "bare"), None)
     head = (f"{'contender':<24} {'samples/s':>10} {'x bare':>7} {'steady/s':>10} {'TTFB ms':>8} "
             f"{'peak RSS MB':>11} {'peak PSS MB':>11} {'others':>6}  runs (samples/s)")
     lines = [head, "-" * len(head)]
@@ -497,12 +542,69 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _sizes(args: argparse.Namespace) -> dict[str, dict[str, int]]:
+    """Chunks and samples per chunk of each workload's 1x data, and the repeats (under ``"default"``)."""
+    default = dict(QUICK_SIZE if args.quick else FULL)
+    lists = dict(LISTS_QUICK if args.quick else LISTS_FULL)
+    for key in ("chunks", "samples_per_chunk"):  # given explicitly: the same for both workloads
+        if getattr(args, key) is not None:
+            default[key] = lists[key] = getattr(args, key)
+    if args.repeats is not None:
+        default["repeats"] = args.repeats
+    lists["repeats"] = default["repeats"]
+    return {"default": default, "lists": lists}
+
+
+def _report_workload(workload: str, rows: dict[str, dict[str, Any]], size: dict[str, int]) -> dict[str, Any]:
+    """Print one workload's table, consistency check and targets; return its section of the JSON report."""
+    problems = check_consistency(rows)
+    targets = check_targets(rows, PREFIXES[workload])
+    for t in targets:
+        t["workload"] = workload
+    n = size["chunks"] * size["samples_per_chunk"]
+    what = ("orjson reader + TextDataset (vocab ids, numpy out of the workers)" if workload == "default" else
+            "the user's json.loads reader + crc32-hash Dataset returning lists of lists + np.asarray collator")
+    print()
+    print(f"== {workload} workload: {n:,} samples in {size['chunks']} chunks of {size['samples_per_chunk']:,}; "
+          f"{what} ==")
+    print(format_table(rows))
+    print()
+    if problems:
+        print("CONSISTENCY PROBLEMS (contenders did not do the same work):")
+        for prob in problems:
+            print(f"  {prob}")
+    else:
+        base = _base(rows)
+        if base:
+            t = base["tally"]
+            four = "; 4x rows 4x as many" if any(r["scale"] > 1 for r in rows.values()) else ""
+            print(f"Consistency: every contender saw the same {t['samples']:,} samples ({t['mask_sum']:,} tokens, "
+                  f"id sum {t['ids_sum']:,}){four}.")
+    bare = next((r for r in rows.values() if r.get("family") == "bare" and r.get("first_chunk_s")), None)
+    if bare:
+        print(f"Bare loop: first chunk read+encode {bare['first_chunk_s'] * 1000:.0f} ms "
+              f"(median chunk {bare['median_chunk_s'] * 1000:.0f} ms).")
+    if targets:
+        width = max(len(t["target"]) for t in targets)
+        cwidth = max(22, *(len(t["contender"]) for t in targets))
+        print("Targets:")
+        for t in targets:
+            print(f"  [{t['status']}] {t['target']:<{width}} {t['contender']:<{cwidth}} {t['detail']}")
+    return {"workload": {**size, "samples": n, "batch": 64, "max_seq_len": 128}, "rows": list(rows.values()),
+            "consistency_problems": problems, "targets": targets}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: tiny data, 1 repeat, core + torch rows")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: tiny data, 1 repeat, core + torch rows and the lists workload's rows")
+    ap.add_argument("--workload", choices=("all", *WORKLOADS), default="all",
+                    help="only this workload's rows (default: all)")
     ap.add_argument("--repeats", type=int, help="runs per contender; the median counts (default 3; quick 1)")
-    ap.add_argument("--chunks", type=int, help="chunk files of the 1x data (default 32; quick 4)")
-    ap.add_argument("--samples-per-chunk", type=int, help="samples per chunk file (default 4096; quick 512)")
+    ap.add_argument("--chunks", type=int,
+                    help="chunk files of the 1x data, every workload (default 32; quick 4)")
+    ap.add_argument("--samples-per-chunk", type=int,
+                    help="samples per chunk file, every workload (default 4096, lists 3000; quick 512, lists 300)")
     ap.add_argument("--only", help="comma-separated contenders (see --list); default: all but tf-pyfunc-element")
     ap.add_argument("--json", default=os.path.join(REPO, "benchmarks", "results.json"), help="where to save results")
     ap.add_argument("--data-dir", help="generate (or reuse) the data here and keep it (default: a temp dir)")
@@ -517,46 +619,59 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.list:
         for c in CONTENDERS.values():
-            flag = "" if c.name in DEFAULT else "  (opt-in)"
-            print(f"{c.name:<24} {c.description}{flag}")
+            if args.workload in ("all", c.workload):
+                flag = "" if c.name in DEFAULT else "  (opt-in)"
+                print(f"{c.name:<24} {c.description}{flag}")
         return 0
 
-    size = dict(QUICK_SIZE if args.quick else FULL)
-    for key in ("repeats", "chunks", "samples_per_chunk"):
-        if getattr(args, key) is not None:
-            size[key] = getattr(args, key)
-    if min(size.values()) < 1:
+    sizes = _sizes(args)
+    if min(v for size in sizes.values() for v in size.values()) < 1:
         ap.error("--repeats, --chunks and --samples-per-chunk must be >= 1")
-    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else (QUICK if args.quick else DEFAULT)
+    repeats = sizes["default"]["repeats"]
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+    else:
+        names = [*QUICK, *QUICK_LISTS] if args.quick else list(DEFAULT)
     unknown = [n for n in names if n not in CONTENDERS]
     if unknown:
         ap.error(f"unknown contenders {unknown}; see --list")
+    if args.workload != "all":
+        names = [n for n in names if CONTENDERS[n].workload == args.workload]
     if not names:
-        ap.error("--only names no contender")
+        ap.error("--only / --workload name no contender")
 
     started = time.perf_counter()
     load_before = os.getloadavg()
     contenders: list[Contender] = [CONTENDERS[n] for n in names]
+    workloads = [w for w in WORKLOADS if any(c.workload == w for c in contenders)]
     skipped = {c.name: missing_module(c) for c in contenders}
-    max_scale = max(c.scale for c in contenders)
     with _data_root(args.data_dir) as root:
-        t = time.perf_counter()
-        workload = generate(root, size["chunks"] * max_scale, size["samples_per_chunk"])
-        gen_s = time.perf_counter() - t
-        _warm_cache(list(workload.files))
+        spec: dict[str, Any] = {"workloads": {}}
+        for w in workloads:
+            size = sizes[w]
+            max_scale = max(c.scale for c in contenders if c.workload == w)
+            t = time.perf_counter()
+            # the default workload's data stays where it always was (``--data-dir`` reuse); "lists" beside it
+            data = generate(root if w == "default" else os.path.join(root, w), size["chunks"] * max_scale,
+                            size["samples_per_chunk"], seed=0 if w == "default" else 1)
+            gen_s = time.perf_counter() - t
+            _warm_cache(list(data.files))
+            spec["workloads"][w] = {"vocab": data.vocab, "files": list(data.files), "chunks": size["chunks"],
+                                    "samples_per_chunk": size["samples_per_chunk"]}
+            n = size["chunks"] * size["samples_per_chunk"]
+            four = f" (4x rows: {4 * n:,})" if max_scale > 1 else ""
+            print(f"PyLoader benchmark, {w} workload: {n:,} samples in {size['chunks']} chunks of "
+                  f"{size['samples_per_chunk']}{four}, batch 64, max_seq_len 128; data generated in {gen_s:.1f}s",
+                  flush=True)
         spec_path = os.path.join(root, "spec.json")
         with open(spec_path, "w", encoding="utf-8") as f:
-            json.dump({"vocab": workload.vocab, "files": list(workload.files), "chunks": size["chunks"],
-                       "samples_per_chunk": size["samples_per_chunk"]}, f)
-        n = size["chunks"] * size["samples_per_chunk"]
-        print(f"PyLoader benchmark: {n:,} samples in {size['chunks']} chunks of {size['samples_per_chunk']} "
-              f"(4x rows: {4 * n:,}), batch 64, max_seq_len 128, {size['repeats']} repeat(s); "
-              f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f}; data generated in {gen_s:.1f}s under {root}",
-              flush=True)
+            json.dump(spec, f)
+        print(f"{repeats} repeat(s), interleaved; {os.cpu_count()} CPUs, load average {load_before[0]:.2f}; "
+              f"data under {root}", flush=True)
         versions = _versions()
         print("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v), flush=True)
         runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in contenders}
-        for rep in range(size["repeats"]):
+        for rep in range(repeats):
             for c in contenders:
                 if skipped[c.name]:
                     continue
@@ -568,49 +683,35 @@ def main(argv: list[str] | None = None) -> int:
                     note = (f"{result['samples_per_s']:>10,.0f} samples/s, TTFB {result['ttfb_s'] * 1000:,.0f} ms, "
                             f"peak RSS {_mb(result['peak_rss_bytes'])} MB"
                             + _other(result))
-                print(f"  [{rep + 1}/{size['repeats']}] {c.name:<24} {note}", flush=True)
-    rows = {c.name: summarise(c.name, runs[c.name], skipped[c.name]) for c in contenders}
-    problems = check_consistency(rows)
-    targets = check_targets(rows)
+                print(f"  [{rep + 1}/{repeats}] {c.name:<24} {note}", flush=True)
+    sections: dict[str, dict[str, Any]] = {}
+    for w in workloads:
+        rows = {c.name: summarise(c.name, runs[c.name], skipped[c.name]) for c in contenders if c.workload == w}
+        sections[w] = _report_workload(w, rows, sizes[w])
+    problems = [p for s in sections.values() for p in s["consistency_problems"]]
+    targets = [t for s in sections.values() for t in s["targets"]]
     elapsed = time.perf_counter() - started
     load_after = os.getloadavg()
-
     print()
-    print(format_table(rows))
-    print()
-    if problems:
-        print("CONSISTENCY PROBLEMS (contenders did not do the same work):")
-        for p in problems:
-            print(f"  {p}")
-    else:
-        base = next((r for r in rows.values() if r.get("tally") and r["scale"] == 1), None)
-        if base:
-            t = base["tally"]
-            print(f"Consistency: every contender saw the same {t['samples']:,} samples ({t['mask_sum']:,} tokens, "
-                  f"id sum {t['ids_sum']:,}); 4x rows 4x as many.")
-    if "bare" in rows and rows["bare"].get("first_chunk_s"):
-        print(f"Bare loop: first chunk read+encode {rows['bare']['first_chunk_s'] * 1000:.0f} ms "
-              f"(median chunk {rows['bare']['median_chunk_s'] * 1000:.0f} ms).")
-    if targets:
-        width = max(len(t["target"]) for t in targets)
-        print("Targets:")
-        for t in targets:
-            print(f"  [{t['status']}] {t['target']:<{width}} {t['contender']:<22} {t['detail']}")
     print(f"Total time {elapsed:.0f}s; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after. "
           "'others' = CPU cores other processes used during a run (median): on a 2-core machine anything "
           "above ~0.1 distorts the numbers, the 2-worker rows most.")
 
+    first = sections[workloads[0]]
     report = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks.run", *(sys.argv[1:] if argv is None else argv)]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_before": load_before,
                     "load_after": load_after},
         "versions": versions,
-        "workload": {**size, "samples": n, "batch": 64, "max_seq_len": 128},
+        # the first workload run (the default one unless --workload/--only leave it out), as before two workloads
+        "workload": first["workload"],
         "elapsed_s": elapsed,
-        "rows": list(rows.values()),
+        "rows": first["rows"],
+        # every workload's problems and targets (each target names its workload)
         "consistency_problems": problems,
         "targets": targets,
+        "workloads": sections,  # each workload in full: workload, rows, consistency_problems, targets
     }
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
