@@ -52,21 +52,30 @@ _FORK_OK = sys.platform.startswith("linux")
 #: Most torch DataLoader workers one dataset can be iterated by (size of the shared epoch table).
 MAX_TORCH_WORKERS = 256
 
+#: Counters that torch worker processes publish to the training process (shared memory), per worker.
+SHARED_STATS = ("samples", "batches", "skipped_count", "skipped_batches", "dropped_samples")
 
-def _batches(it: LoaderIterator, in_worker: bool) -> Iterator[Any]:
+
+def _batches(it: LoaderIterator, in_worker: bool, publish: Any = None) -> Iterator[Any]:
     """Yield ``it``'s batches; closing (``break`` then GC, worker shutdown, exhaustion) stops its workers.
 
     In a torch worker process, batches are put in the form that crosses to the training process
-    cheapest (:func:`~pyloader_torch.transport.for_transport`).
+    cheapest (:func:`~pyloader_torch.transport.for_transport`), and ``publish()`` copies the worker's
+    counters where the training process can read them, after every batch.
     """
     try:
         if in_worker:
             for batch in it:
-                yield for_transport(batch)
+                out = for_transport(batch)
+                if publish is not None:
+                    publish()
+                yield out
         else:
             yield from it
     finally:
         it.close()
+        if publish is not None:
+            publish()
 
 
 class TorchChunkDataset(IterableDataset):
@@ -194,6 +203,8 @@ class TorchChunkDataset(IterableDataset):
         # Slot 0: the epoch set_epoch() gave; slot 1 + w: iterations torch worker w (or, with
         # num_workers=0, this process) started since. Shared memory, so fresh worker copies update it.
         self._epoch_state = torch.zeros(1 + MAX_TORCH_WORKERS, dtype=torch.int64).share_memory_()
+        # What torch worker processes counted (skips included): fresh worker copies add to it.
+        self._worker_stats = torch.zeros((MAX_TORCH_WORKERS, len(SHARED_STATS)), dtype=torch.int64).share_memory_()
         self._warned_uninitialised = False
 
     # -- epochs -------------------------------------------------------------------------------------
@@ -273,7 +284,21 @@ class TorchChunkDataset(IterableDataset):
             self._claim_epoch(worker, num_workers, resumed=epoch)
         logger.debug("rank %d/%d, torch worker %d/%d: epoch %d", self.rank, self.world_size, worker, num_workers, epoch)
         self._active = (loader, epoch)
-        return _batches(loader.iter_epochs([epoch], worker=shard, start=start), info is not None)
+        publish = self._publisher(loader, worker) if info is not None else None
+        return _batches(loader.iter_epochs([epoch], worker=shard, start=start), info is not None, publish)
+
+    def _publisher(self, loader: DataLoader, worker: int) -> Any:
+        """A function that adds what ``loader`` counted since now to torch worker ``worker``'s shared row."""
+        row = self._worker_stats[worker]
+        base = row.clone()
+        since = loader.stats()
+        first = torch.tensor([since[k] for k in SHARED_STATS], dtype=torch.int64)
+
+        def publish() -> None:
+            now = loader.stats()
+            row.copy_(base + torch.tensor([now[k] for k in SHARED_STATS], dtype=torch.int64) - first)
+
+        return publish
 
     # -- checkpointing (torchdata's Stateful protocol) ------------------------------------------------
 
@@ -341,12 +366,19 @@ class TorchChunkDataset(IterableDataset):
         return self._loader_here(in_worker=False).batches_per_epoch()
 
     def stats(self) -> dict[str, Any]:
-        """The core loader's counters for iterations run in this process (torch ``num_workers=0``).
+        """Counters of every iteration so far: those run in this process (torch ``num_workers=0``) plus
+        what torch worker processes counted (``samples``, ``batches``, ``skipped_count``,
+        ``skipped_batches``, ``dropped_samples``; the skipped locations stay in the workers' logs).
 
-        Counters of torch worker processes stay there. ``dropped_samples`` adds up
-        :attr:`dropped_per_epoch` over the epochs iterated here.
+        ``torch_workers`` lists each torch worker's own counters. ``dropped_samples`` adds up
+        :attr:`dropped_per_epoch` over the epochs iterated.
         """
-        return self._loader_here(in_worker=False).stats()
+        out = self._loader_here(in_worker=False).stats()
+        rows = self._worker_stats.tolist()
+        for j, key in enumerate(SHARED_STATS):
+            out[key] += sum(r[j] for r in rows)
+        out["torch_workers"] = {w: dict(zip(SHARED_STATS, r)) for w, r in enumerate(rows) if any(r)}
+        return out
 
     def close(self) -> None:
         """Stop the workers of every iteration still open in this process; idempotent."""

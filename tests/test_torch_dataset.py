@@ -272,3 +272,22 @@ def test_pyloader_process_workers_inside_torch_workers(data: tuple[Path, list[in
         assert sorted(got) == ids
     ds.close()
     assert worker_processes() == []
+
+
+def test_skips_counted_in_torch_workers_reach_the_training_process(tmp_path: Path) -> None:
+    """torch num_workers=2 splits files by sample ranges; a bad record costs itself only, and its count
+    (from a worker process) shows in the dataset's stats() in the training process."""
+    root = tmp_path / "d"
+    ids = write_chunks(root, [40, 40])
+    lines = (root / "part-0000.jsonl").read_text().splitlines()
+    lines[7] = '{"id": 7, broken'
+    (root / "part-0000.jsonl").write_text("\n".join(lines) + "\n")
+    ds = make_ds(root, on_error="skip")
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        got = flat(batch_ids(torch_loader(ds, 2)))
+        assert sorted(got) == [i for i in ids if i != 7]
+    stats = ds.stats()
+    assert stats["skipped_count"] == 2  # one bad record, two epochs
+    assert stats["samples"] == 2 * 79
+    assert sum(w["skipped_count"] for w in stats["torch_workers"].values()) == 2
