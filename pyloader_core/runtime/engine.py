@@ -115,6 +115,7 @@ class BatchStream:
         self._last_batch_size = 0
         self._schema: tuple[list[str], str] | None = None  # keys of the first encoded batch, and its source
         self._raw_schema: tuple[tuple[str, ...], str] | None = None  # keys read_file gave the first window
+        self._empty: Columns | None = None  # the latest batch with no sample: what an all-holes batch yields
         self._budget: MemoryBudget | None = None
         self._make_pool: Callable[[], WorkerPool] | None = None
         self._autoscaler: WorkerAutoscaler | None = None
@@ -434,8 +435,7 @@ class BatchStream:
         """Encode, here, the batch joined from the raw tail and head of neighbouring windows."""
         raw = concat(parts, sources)
         if not raw:
-            self._stats.skipped_batches += 1  # every record of the batch was bad
-            return None
+            return self._collate({}, "")  # every record of the batch was bad
         log = SkipLog() if self._options.on_error == "skip" else None
         source = f"a batch joined across windows ({', '.join(sources)})"
         try:
@@ -450,9 +450,15 @@ class BatchStream:
 
     def _collate(self, encoded: Columns, source: str) -> Any:
         count = _length(encoded)
-        if count == 0:
-            self._stats.skipped_batches += 1  # every record of the batch was bad
-            return None
+        if count == 0:  # every record of the batch was bad
+            self._stats.empty_batches += 1
+            if self._options.world_size == 1 or self._empty is None:
+                return None
+            # Several ranks: yield an empty batch (the last one's keys, dtypes and shapes, no sample), so
+            # that every rank still yields the same number of batches and DDP never waits for one.
+            encoded, source = self._empty, "an empty batch (every record of it was skipped)"
+        else:
+            self._empty = {k: v[:0] for k, v in encoded.items()}
         if not self._schema_ok(encoded, source):
             return None
         try:

@@ -33,6 +33,7 @@ class LoaderStats:
     wait_s: float = 0.0
     skipped_count: int = 0
     skipped_batches: int = 0
+    empty_batches: int = 0  # batches whose every record was skipped (yielded empty with several ranks)
     dropped_samples: int = 0
     skipped: list[SkippedItem] = dataclasses.field(default_factory=list)
     worker_busy_s: dict[int, float] = dataclasses.field(default_factory=lambda: collections.defaultdict(float))
@@ -58,6 +59,7 @@ class LoaderStats:
             "wait_s": self.wait_s,
             "skipped_count": self.skipped_count,
             "skipped_batches": self.skipped_batches,
+            "empty_batches": self.empty_batches,
             "skipped": [dataclasses.asdict(i) for i in self.skipped],
             "dropped_samples": self.dropped_samples,
             "worker_busy_s": dict(self.worker_busy_s),
