@@ -162,7 +162,8 @@ def test_peak_rss_stays_within_max_memory(tmp_path):
 
 THREAD_PEAK_SCRIPT = textwrap.dedent(
     """
-    import sys, json, time
+    import sys, json
+    import numpy as np
     sys.path.insert(0, {tests!r})
     from pyloader_core import DataLoader
     from test_memory import ArraysCollator, TextChunkReader, TokenIdsDataset
@@ -176,11 +177,13 @@ THREAD_PEAK_SCRIPT = textwrap.dedent(
         budget = None if sys.argv[1] == "none" else sys.argv[1]
         loader = DataLoader(TextChunkReader(batch_size=256), TokenIdsDataset(), ArraysCollator(), {data!r},
                             num_workers=2, worker_type="thread", max_queue_size=40, max_memory=budget)
+        work = np.ones((300, 300))
         before = hwm_mb()
         n = 0
         for batch in loader:
             n += len(batch["ids"])
-            time.sleep(0.005)  # a slow training step: the queue fills up
+            for _ in range(3):
+                work = np.tanh(work @ work / 300.0)  # a slow training step: the queue fills up
         print(json.dumps({{"samples": n, "peak_mb": hwm_mb() - before}}))
     """
 )
@@ -233,7 +236,7 @@ def test_peak_rss_stays_within_max_memory_with_thread_workers(tmp_path):
     free = _thread_peak(tmp_path, "none")
     assert capped["samples"] == free["samples"] == 16 * 4000
     assert capped["peak_mb"] <= 100 * 1.10, capped  # within the budget (+10%) above the baseline
-    assert free["peak_mb"] > 160, free  # without a budget, 16 chunks in flight cost far more
+    assert free["peak_mb"] > 150, free  # without a budget, the chunks the workers run ahead cost far more
 
 
 class SlowReader(IdReader):

@@ -86,11 +86,11 @@ def _load_malloc_trim() -> Any:
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        gnu_get_libc_version = libc.gnu_get_libc_version  # glibc only (musl has no malloc_trim to speak of)
+        if not hasattr(libc, "gnu_get_libc_version"):  # glibc only (other C libraries: no such call)
+            return None
         trim = libc.malloc_trim
-    except (OSError, AttributeError):
+    except Exception:  # noqa: BLE001 - no C library to speak to: nothing to trim
         return None
-    del gnu_get_libc_version
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return trim
