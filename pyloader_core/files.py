@@ -7,9 +7,11 @@ a URL is given (see :mod:`pyloader_core.remote`).
 
 from __future__ import annotations
 
+import errno
 import glob
 import logging
 import os
+import stat
 from collections.abc import Iterable
 
 from pyloader_core.errors import NoFilesError
@@ -38,11 +40,100 @@ def is_data_file_name(name: str) -> bool:
     return not (name.startswith((".", "_")) or name in RESERVED_NAMES)
 
 
-def _walk(directory: str) -> list[str]:
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def _kind(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+class _Seen:
+    """The regular files listed so far, by ``(st_dev, st_ino)``: each one is listed once.
+
+    :meth:`add` stats a path (following symlinks) and says whether to list it: not when it is not a
+    regular file (a FIFO, socket or device: opening one can block forever; a warning names it),
+    nor when the same file was listed already under another name (a symlink, a hard link, a
+    directory reached twice), nor when it lies inside a symlink loop. :meth:`report` logs one
+    warning for the names left out as duplicates.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[tuple[int, int], str] = {}
+        self.special: set[tuple[int, int]] = set()
+        self.dupes: list[tuple[str, str]] = []
+        self.loops = 0
+
+    def add(self, path: str) -> bool:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self.loops += 1
+                return False
+            return True  # a dangling link, a vanished or unreadable file: the read names the problem
+        key = (st.st_dev, st.st_ino)
+        if not stat.S_ISREG(st.st_mode):
+            if not stat.S_ISDIR(st.st_mode) and key not in self.special:
+                self.special.add(key)
+                logger.warning("skipping %s: it is %s, not a regular file (never opened)", path, _kind(st.st_mode))
+            return False
+        first = self.files.setdefault(key, path)
+        if first != path:
+            logger.debug("skipping %s: the same file as %s", path, first)
+            self.dupes.append((path, first))
+            return False
+        return True
+
+    def report(self, where: str) -> None:
+        if self.dupes:
+            path, first = self.dupes[0]
+            logger.warning(
+                "%s: left out %d name(s) of files listed already (symlinks, hard links or a symlink loop), "
+                "e.g. %s (the same file as %s)",
+                where,
+                len(self.dupes),
+                path,
+                first,
+            )
+        if self.loops:
+            logger.warning("%s: left out %d path(s) inside a symlink loop", where, self.loops)
+
+
+def _walk(directory: str, seen: _Seen) -> list[str]:
+    """The data files under ``directory``, following symlinks but never into a directory twice."""
     found: list[str] = []
+    visited: dict[tuple[int, int], str] = {}
+    try:
+        st = os.stat(directory)
+        visited[(st.st_dev, st.st_ino)] = directory
+    except OSError:
+        pass
     for root, dirs, files in os.walk(directory, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-        found.extend(os.path.join(root, f) for f in sorted(files) if is_data_file_name(f))
+        keep = []
+        for d in sorted(dirs):
+            if d.startswith((".", "_")):
+                continue
+            sub = os.path.join(root, d)
+            try:
+                st = os.stat(sub)
+            except OSError:
+                continue  # os.walk could not enter it either
+            first = visited.setdefault((st.st_dev, st.st_ino), sub)
+            if first != sub:
+                logger.warning("not descending into %s: it is %s again (a symlink loop or alias)", sub, first)
+                continue
+            keep.append(d)
+        dirs[:] = keep
+        for f in sorted(files):
+            path = os.path.join(root, f)
+            if is_data_file_name(f) and seen.add(path):
+                found.append(path)
+    seen.report(directory)
     return found
 
 
@@ -82,13 +173,21 @@ def _expand(entry: str | os.PathLike[str]) -> list[str]:
     path = os.fspath(entry)
     if "://" in path:
         return _expand_url(path)
+    seen = _Seen()
     if os.path.isdir(path):
-        return _walk(path)
+        return _walk(path, seen)
     if os.path.isfile(path):
         return [path]
+    if os.path.exists(path):
+        raise NoFilesError(
+            f"data path {path!r} is {_kind(os.stat(path).st_mode)}: PyLoader reads regular files only "
+            "(it never opens FIFOs, sockets or devices)"
+        )
     if _GLOB_CHARS & set(path):
         matches = sorted(glob.glob(path, recursive=True))
-        return [m for m in matches if os.path.isfile(m) and is_data_file_name(os.path.basename(m))]
+        found = [m for m in matches if is_data_file_name(os.path.basename(m)) and seen.add(m)]
+        seen.report(path)
+        return found
     raise NoFilesError(f"data path {path!r} does not exist")
 
 
@@ -98,6 +197,13 @@ def list_files(data_dir: str | os.PathLike[str] | Iterable[str | os.PathLike[str
     A directory is walked recursively (sorted; hidden and ``_``-prefixed entries and ``index.json``
     skipped); a glob is expanded (sorted, ``**`` allowed); a list keeps its order, each entry
     expanded the same way. Raises :class:`NoFilesError` when nothing is found.
+
+    Symlinks are followed, but a directory or glob lists each regular file once: a directory
+    reached again (a symlink loop, an alias) is not walked again, and a file seen already under
+    another name (by ``st_dev``/``st_ino``) is left out, with a warning. FIFOs, sockets and devices
+    are never opened: named by a walk or glob they are left out with a warning naming them; named
+    directly they are a :class:`NoFilesError`. (Entries of a list are expanded independently: a
+    file named by two entries is listed twice.)
 
     ``scheme://`` URLs are listed through fsspec the same way (directories walked, globs expanded,
     metadata skipped) and come back as full URLs. An ``http(s)://`` URL is one file, unless it

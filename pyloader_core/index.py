@@ -3,6 +3,8 @@
 ``pyloader split`` writes it and ``pyloader index DIR`` builds it for existing chunks. The loader
 uses it, when present and up to date, for exact sample counts without a counting pass
 (:func:`lookup_counts`), and for checksum verification on demand (:func:`verify_checksums`).
+Remote chunks are also checked against their entry while they are read (:func:`listed_entry`,
+used by :mod:`pyloader_core.remote`).
 Listing never returns it as data (see :data:`pyloader_core.files.RESERVED_NAMES`). Local paths and
 ``scheme://`` URLs both work.
 
@@ -32,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -52,6 +55,7 @@ __all__ = [
     "detect_format",
     "file_sha256",
     "format_of_reader",
+    "listed_entry",
     "load_index",
     "lookup_counts",
     "reader_for_format",
@@ -307,7 +311,7 @@ def file_sha256(path: str) -> str:
         file_sha256("data/part-00000.jsonl.gz")  # '3a7bd3e2...'
     """
     h = hashlib.sha256()
-    with remote.open_binary_any(path) as f:
+    with remote.unverified(), remote.open_binary_any(path) as f:  # the digest is what is checked
         while True:
             block = f.read(_HASH_CHUNK)
             if not block:
@@ -349,6 +353,11 @@ def build_index(
     files = list(files)
     if root is None:
         root = _common_dir(files) if files else os.getcwd()
+    with remote.unverified():  # the files may differ from an older index: that is why it is rebuilt
+        return _build(files, reader_or_format, root)
+
+
+def _build(files: list[str], reader_or_format: DataReader | str | None, root: str) -> dict[str, Any]:
     readers: dict[str, DataReader] = {}
     chunks: dict[str, ChunkEntry] = {}
     for path in files:
@@ -608,6 +617,49 @@ def verify_checksums(files: Sequence[str]) -> list[str]:
             logger.info("%s: SHA-256 differs from index.json", path)
             bad.append(path)
     return bad
+
+
+_LISTED: dict[str, Index | None] = {}  # index.json by directory, for listed_entry (per process)
+_LISTED_LOCK = threading.Lock()
+_LISTED_MAX = 1024
+
+
+def _fresh_lock_in_child() -> None:
+    global _LISTED_LOCK
+    _LISTED_LOCK = threading.Lock()  # a fork while another thread held it must not deadlock the child
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_in_child)
+
+
+def listed_entry(url: str, *, fresh: bool = False) -> ChunkEntry | None:
+    """The entry of ``url`` in the ``index.json`` of its directory or of a parent, or ``None``.
+
+    Used to check remote reads as they happen (:mod:`pyloader_core.remote`). Each directory's
+    index is loaded once per process (a missing or malformed one counts as none); ``fresh=True``
+    loads them again (before a mismatch is reported, in case the index was rewritten).
+
+    Example::
+
+        entry = listed_entry("s3://bucket/data/part-00003.jsonl")
+        entry.sha256 if entry is not None else None
+    """
+    for root in _candidate_roots(url, url):
+        with _LISTED_LOCK:
+            known = root in _LISTED and not fresh
+            index = _LISTED.get(root)
+        if not known:
+            index = _load(root)
+            with _LISTED_LOCK:
+                if len(_LISTED) >= _LISTED_MAX:
+                    _LISTED.clear()
+                _LISTED[root] = index
+        if index is not None:
+            entry = index.entry_for(url)
+            if entry is not None:
+                return entry
+    return None
 
 
 def check_checksums(files: Sequence[str]) -> None:

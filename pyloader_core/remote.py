@@ -14,6 +14,16 @@ while the remote file's size (and ETag or modification time, where the file syst
 is unchanged. Copies are written to a temporary name and renamed, so concurrent readers never see
 a partial file; under concurrency the limit can be overshot briefly by the files being downloaded.
 
+**Checks.** Every remote file read from start to end is checked as it is read, in the same pass:
+its length against what the server or file system announced (an HTTP ``Content-Length``, an
+fsspec file's size), and, where an ``index.json`` in its directory or a parent lists it, its
+length and SHA-256 against that entry (see :mod:`pyloader_core.index`). A body that ends early is an
+:class:`IncompleteReadError` naming the URL; bytes that differ from the index are a
+:class:`~pyloader_core.index.ChecksumError` naming it. Downloads into the cache are checked the same
+way, so a copy that fails never enters the cache. Random-access reads (Parquet footers, ``.npz``
+directories through fsspec) are not hashed. ``PYLOADER_VERIFY_CHECKSUMS=0`` turns the index check
+off (lengths are always checked).
+
 Example::
 
     from pyloader_core import remote
@@ -25,17 +35,21 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import io
 import logging
 import os
 import re
 import shutil
+import sys
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from pyloader_core.errors import ConfigError, NoFilesError
+from pyloader_core.errors import ConfigError, NoFilesError, PyLoaderError
 from pyloader_core.files import is_data_file_name
 from pyloader_core.sizes import parse_size
 
@@ -44,6 +58,8 @@ __all__ = [
     "CACHE_DIR_ENV",
     "DEFAULT_CACHE_BYTES",
     "HTTP_BACKEND_ENV",
+    "VERIFY_ENV",
+    "IncompleteReadError",
     "cache_settings",
     "cached_path",
     "configure_cache",
@@ -56,6 +72,7 @@ __all__ = [
     "materialize",
     "open_binary_any",
     "read_bytes",
+    "unverified",
     "url_to_fs",
     "write_bytes",
 ]
@@ -66,11 +83,29 @@ CACHE_DIR_ENV = "PYLOADER_CACHE_DIR"
 CACHE_BYTES_ENV = "PYLOADER_CACHE_BYTES"
 #: ``"fsspec"`` or ``"urllib"`` forces the HTTP backend (default: fsspec when aiohttp is importable).
 HTTP_BACKEND_ENV = "PYLOADER_HTTP_BACKEND"
+#: ``"0"`` turns off checking remote reads against ``index.json`` (lengths are always checked).
+VERIFY_ENV = "PYLOADER_VERIFY_CHECKSUMS"
 #: The cache's size limit when only its directory is given.
 DEFAULT_CACHE_BYTES = 10 << 30
 
 _COPY_CHUNK = 1 << 20
 _HTTP_TIMEOUT_S = 60.0
+
+
+class IncompleteReadError(PyLoaderError, OSError):
+    """A remote file's body ended before (or ran past) the length announced for it.
+
+    ``path`` is the URL. Example::
+
+        try:
+            data = read_bytes("http://host/data/part-0.jsonl")
+        except IncompleteReadError as exc:
+            logger.error("%s", exc)  # "http://...: body truncated: 505 of 1000 bytes (Content-Length)"
+    """
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 def is_url(path: Any) -> bool:
@@ -204,6 +239,174 @@ def list_http(url: str) -> list[str]:
     return sorted(out)
 
 
+# -- checking what is read ---------------------------------------------------------------------
+
+_UNVERIFIED: contextvars.ContextVar[bool] = contextvars.ContextVar("pyloader_unverified", default=False)
+
+
+@contextlib.contextmanager
+def unverified() -> Iterator[None]:
+    """Read remote files without checking them against ``index.json``, and bypassing the cache.
+
+    For code that computes what the index should say (``build_index``, ``verify_checksums``):
+    the files may legitimately differ from an old index. Lengths are still checked, and nothing
+    read this way enters the cache (so an unchecked copy is never served later).
+
+    Example::
+
+        with unverified():
+            digest = file_sha256("s3://bucket/data/part-0.jsonl")
+    """
+    token = _UNVERIFIED.set(True)
+    try:
+        yield
+    finally:
+        _UNVERIFIED.reset(token)
+
+
+def _verifying() -> bool:
+    return not _UNVERIFIED.get() and os.environ.get(VERIFY_ENV, "").strip() != "0"
+
+
+def _listed(url: str, fresh: bool = False) -> Any:
+    """The ``index.json`` entry that lists ``url`` (a ChunkEntry), or ``None``; never raises."""
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    if not _verifying() or not is_data_file_name(name):
+        return None  # index.json itself (and other metadata) is not checked against an index
+    from pyloader_core import index
+
+    try:
+        return index.listed_entry(url, fresh=fresh)
+    except (OSError, ImportError, ValueError) as exc:  # the index cannot be had: check lengths only
+        logger.debug("cannot look up %s in an index.json: %s", url, exc)
+        return None
+
+
+def _announced_size(f: Any) -> tuple[int | None, str]:
+    """The length the server or file system announced for the stream ``f``, and where it came from."""
+    headers = getattr(f, "headers", None)  # urllib's HTTPResponse: the body is not decoded
+    if headers is not None and hasattr(headers, "get"):
+        value = headers.get("Content-Length")
+        if value and value.strip().isdigit():
+            return int(value), "Content-Length"
+        return None, ""
+    size = getattr(f, "size", None)  # fsspec's buffered files
+    return (size, "the file system's size") if isinstance(size, int) else (None, "")
+
+
+class _CheckedRaw(io.RawIOBase):
+    """Passes a remote stream through, counting and hashing the bytes; checks them at the end.
+
+    At the end of the stream the count must equal the announced length (``size``) and, when an
+    index entry lists the file, the entry's ``bytes``; its SHA-256 must equal the entry's
+    ``sha256``. One pass: nothing is read twice.
+    """
+
+    def __init__(self, fh: Any, url: str, entry: Any) -> None:
+        super().__init__()
+        self._fh = fh
+        self._url = url
+        self._size, self._source = _announced_size(fh)
+        self._entry = entry
+        self._sha = hashlib.sha256() if entry is not None and entry.sha256 else None
+        self._count = 0
+        self._checked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._checked:
+            return 0
+        with self._translated():
+            readinto = getattr(self._fh, "readinto", None)
+            if readinto is not None:
+                n = readinto(buffer) or 0
+            else:
+                data = self._fh.read(len(buffer))
+                n = len(data)
+                buffer[:n] = data
+        if n == 0:
+            self._check()
+            return 0
+        self._take(memoryview(buffer)[:n])
+        return n
+
+    def readall(self) -> bytes:
+        """The rest of the stream in one read (one buffer, as the stream itself would read it)."""
+        if self._checked:
+            return b""
+        with self._translated():
+            data = self._fh.read()
+        if data:
+            self._take(data)
+        self._check()
+        return bytes(data)
+
+    def _take(self, data: Any) -> None:
+        self._count += len(data)
+        if self._sha is not None:
+            self._sha.update(data)
+        if self._size is not None and self._count > self._size:
+            raise IncompleteReadError(
+                f"{self._url}: body longer than announced: over {self._size} bytes ({self._source})", self._url
+            )
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """A chunked HTTP body cut short (http.client's own error) as an IncompleteReadError naming the URL."""
+        try:
+            yield
+        except Exception as exc:
+            client = sys.modules.get("http.client")
+            if client is not None and isinstance(exc, client.IncompleteRead):
+                got = len(exc.partial) + self._count
+                of = f" of {self._size} bytes ({self._source})" if self._size is not None else " bytes"
+                raise IncompleteReadError(f"{self._url}: body truncated: {got}{of}", self._url) from exc
+            raise
+
+    def _check(self) -> None:
+        self._checked = True
+        if self._size is not None and self._count != self._size:
+            raise IncompleteReadError(
+                f"{self._url}: body truncated: {self._count} of {self._size} bytes ({self._source})", self._url
+            )
+        if self._entry is None:
+            return
+        digest = self._sha.hexdigest() if self._sha is not None else ""
+        if self._matches(self._entry, digest):
+            return
+        # the index may have been rewritten since this process read it: look again before refusing
+        entry = _listed(self._url, fresh=True) or self._entry
+        if self._matches(entry, digest):
+            return
+        from pyloader_core.index import ChecksumError
+
+        what = (
+            f"{self._count} bytes, index.json lists {entry.bytes}"
+            if self._count != entry.bytes
+            else "its SHA-256 differs from the one index.json lists"
+        )
+        raise ChecksumError(
+            f"{what}: the file is corrupt, or changed after the index was written "
+            "(rebuild it with `pyloader index DIR` if the change is intended)",
+            self._url,
+        )
+
+    def _matches(self, entry: Any, digest: str) -> bool:
+        return self._count == entry.bytes and (not entry.sha256 or digest == entry.sha256)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._fh.close()
+        super().close()
+
+
+def _checked(fh: Any, url: str) -> BinaryIO:
+    """``fh`` read through a :class:`_CheckedRaw`, buffered (C line splitting)."""
+    return io.BufferedReader(_CheckedRaw(fh, url, _listed(url)), buffer_size=_COPY_CHUNK)  # type: ignore[return-value]
+
+
 # -- the public I/O functions -------------------------------------------------------------------
 
 
@@ -262,21 +465,26 @@ def file_size(path: str) -> int:
 
 
 def _open_direct(path: str, seekable: bool) -> BinaryIO:
+    """A URL opened for reading, not through the cache.
+
+    Sequential streams (and the whole-body read behind a seekable urllib HTTP file) are checked
+    while read (see the module docstring); fsspec's random-access files are not.
+    """
     if is_http(path) and not _http_via_fsspec():
         resp = _http_request(path)
+        stream = _checked(resp, path)
         if not seekable:
-            return resp  # type: ignore[no-any-return]
-        with resp:
-            return io.BytesIO(resp.read())
+            return stream
+        with stream:
+            return io.BytesIO(stream.read())
     fs, p = url_to_fs(path)
-    if is_http(path) and not seekable:
+    if seekable:
+        return fs.open(p, "rb")  # type: ignore[no-any-return]
+    if is_http(path):
         f = fs.open(p, "rb", block_size=0)  # a sequential stream: no Range requests needed
     else:
         f = fs.open(p, "rb")
-    if not isinstance(f, (io.BufferedIOBase, io.RawIOBase)) and not seekable:
-        # fsspec's own buffered files split lines in Python; a C BufferedReader is much faster
-        return io.BufferedReader(f, buffer_size=_COPY_CHUNK)  # type: ignore[arg-type]
-    return f  # type: ignore[no-any-return]
+    return _checked(f, path)  # a C BufferedReader also splits lines faster than fsspec's files
 
 
 def open_binary_any(path: str, *, seekable: bool = False, use_cache: bool = True) -> BinaryIO:
@@ -459,8 +667,9 @@ def _evict(directory: str, limit: int, incoming: int) -> None:
 def cached_path(url: str) -> str | None:
     """The local path of ``url``'s cached copy, downloading it on a miss.
 
-    ``None`` when caching is off, ``url`` is local, or the file is larger than the cache's limit
-    (then it is streamed, never cached).
+    ``None`` when caching is off, ``url`` is local, the file is larger than the cache's limit
+    (then it is streamed, never cached), or inside :func:`unverified`. The download is checked
+    (length, and ``index.json``'s entry where one lists the file) before it enters the cache.
 
     Example::
 
@@ -468,7 +677,7 @@ def cached_path(url: str) -> str | None:
         cached_path("memory://data/part-00000.jsonl")  # '/tmp/cache/3f2a...jsonl'
     """
     settings = cache_settings()
-    if settings is None or not is_url(url):
+    if settings is None or not is_url(url) or _UNVERIFIED.get():
         return None
     directory, limit = settings
     size, tag = _info(url)
@@ -490,7 +699,7 @@ def cached_path(url: str) -> str | None:
             shutil.copyfileobj(src, dst, _COPY_CHUNK)
         got = os.path.getsize(tmp)
         if size is not None and got != size:
-            raise OSError(f"{url}: download truncated ({got} of {size} bytes)")
+            raise IncompleteReadError(f"{url}: download truncated ({got} of {size} bytes)", url)
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):

@@ -28,8 +28,13 @@ uniformly, so the output order is a uniformly random permutation of all records.
 turns out too large for ``max_memory`` (a skewed guess of ``K``, e.g. compressed inputs) is
 scattered again into sub-buckets, recursively, so the bound holds whatever the input. Every random
 choice comes from one generator seeded with ``seed``: the same inputs and options give the same
-chunks. Bucket files live in a hidden ``.pyloader-split-*`` folder inside the output directory (or
+chunks. Bucket files live in a hidden ``.pyloader-split-*`` folder inside the staging directory (or
 ``tmp_dir``) and are deleted at the end; they need as much free disk as the input.
+
+**All or nothing.** Chunks and ``index.json`` are written into a hidden staging directory on the
+output's file system (beside the output directory when it does not exist yet, inside it when it
+does) and put in place only once everything is written: a failure at any point (bad input, a full
+disk while ``index.json`` is written) leaves no output directory, or the earlier one as it was.
 
 Example::
 
@@ -41,6 +46,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -630,26 +636,77 @@ class _Shuffler:
 # -- the public function -----------------------------------------------------------------------
 
 
-def _prepare_out_dir(out_dir: str, inputs: Sequence[str], overwrite: bool) -> None:
+def _prepare_out_dir(out_dir: str, inputs: Sequence[str], overwrite: bool) -> list[str]:
+    """Check ``out_dir``; returns the names of an earlier split's files there, replaced at the end."""
     if remote.is_url(out_dir):
         raise ConfigError(f"the output directory must be local, got {out_dir!r}")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConfigError(f"output path {out_dir!r} exists and is not a directory")
-    os.makedirs(out_dir, exist_ok=True)
     out_abs = os.path.realpath(out_dir)
     for path in inputs:
         if not remote.is_url(path) and os.path.realpath(path).startswith(out_abs + os.sep):
             raise ConfigError(f"input {path} is inside the output directory {out_dir}")
+    if not os.path.isdir(out_dir):
+        return []
     existing = [n for n in sorted(os.listdir(out_dir)) if is_data_file_name(n) or n == INDEX_NAME]
     if not existing:
-        return
+        return []
     ours = [n for n in existing if _PART_RE.match(n) or n == INDEX_NAME]
     others = [n for n in existing if n not in ours]
     if not overwrite or others:
         hint = " (use --overwrite to replace its part-* files)" if not others else ""
         raise ConfigError(f"output directory {out_dir!r} is not empty: {', '.join(existing[:3])}...{hint}")
-    for name in ours:
-        os.unlink(os.path.join(out_dir, name))
+    return ours
+
+
+def _make_stage(out_dir: str) -> str:
+    """A fresh hidden directory to write the output into, on the output's file system.
+
+    Beside ``out_dir`` when that does not exist yet (the end is then one rename of the whole
+    directory); inside it when it does (it may be a mount point, or hold other hidden files).
+    """
+    if os.path.isdir(out_dir):
+        return tempfile.mkdtemp(prefix=".pyloader-split-", dir=out_dir)
+    out_abs = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_abs)
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix=f".{os.path.basename(out_abs)}.pyloader-split-", dir=parent)
+
+
+def _commit(stage: str, out_dir: str, names: Sequence[str], old: Sequence[str]) -> None:
+    """Put the staged chunks and ``index.json`` in place of ``old``: all of them, or (on an error) none.
+
+    A stage beside ``out_dir`` is renamed to it in one step. A stage inside it is emptied into
+    it: the earlier split's files are moved aside (its ``index.json`` first), the new chunks moved
+    in and the new ``index.json`` last; an error on the way moves everything back. (A crash in
+    the middle of those renames can still leave a part; the index is then missing or the old one
+    is gone, never a new index over a partial set.)
+    """
+    if os.path.dirname(os.path.abspath(stage)) != os.path.abspath(out_dir):
+        os.rename(stage, out_dir)  # out_dir absent, or an empty directory made meanwhile
+        return
+    aside = os.path.join(stage, ".replaced")
+    os.mkdir(aside)
+    old_order = sorted(old, key=lambda n: n != INDEX_NAME)  # the old index goes first
+    new_order = [n for n in names if n != INDEX_NAME] + [INDEX_NAME]  # the new index comes last
+    moved_old: list[str] = []
+    moved_new: list[str] = []
+    try:
+        for name in old_order:
+            os.replace(os.path.join(out_dir, name), os.path.join(aside, name))
+            moved_old.append(name)
+        for name in new_order:
+            os.replace(os.path.join(stage, name), os.path.join(out_dir, name))
+            moved_new.append(name)
+    except BaseException:
+        for name in reversed(moved_new):
+            with contextlib.suppress(OSError):
+                os.replace(os.path.join(out_dir, name), os.path.join(stage, name))
+        for name in reversed(moved_old):
+            with contextlib.suppress(OSError):
+                os.replace(os.path.join(aside, name), os.path.join(out_dir, name))
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 def _resolve_format(inputs: Sequence[str], fmt: str | None) -> str:
@@ -702,7 +759,8 @@ def split(
     Args:
         inputs: files, directories, globs or URLs (expanded with :func:`~pyloader_core.files.list_files`).
         out_dir: a local directory; created if needed. It must hold no data files, unless
-            ``overwrite`` (which deletes its ``part-*`` files and ``index.json`` first).
+            ``overwrite`` (its ``part-*`` files and ``index.json`` are then replaced, once the new
+            ones are complete).
         fmt: ``jsonl``, ``csv``, ``parquet`` or ``txt``; default: told from the input names.
         chunk_size: roll over before a chunk's records exceed this many bytes (uncompressed;
             Arrow's in-memory size for Parquet); a size string such as ``"64MB"`` is accepted.
@@ -713,7 +771,7 @@ def split(
         compression: ``none``, ``gzip`` or ``zstd`` (line formats: the whole file, default none;
             Parquet: the column codec, default snappy).
         max_memory: the memory the shuffle may use for one bucket (and that sizes buffers).
-        tmp_dir: where shuffle buckets go (default: a hidden folder inside ``out_dir``).
+        tmp_dir: where shuffle buckets go (default: a hidden folder in the staging directory).
         overwrite: replace earlier ``part-*`` chunks in ``out_dir``.
 
     Raises:
@@ -755,8 +813,55 @@ def split(
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed must be an int, got {seed!r}")
     out = os.fspath(out_dir)
-    _prepare_out_dir(out, paths, overwrite)
+    replaced = _prepare_out_dir(out, paths, overwrite)
+    stage = _make_stage(out)
+    try:
+        chunks, writer, buckets = _write_all(
+            paths, stage, fmt, compression, limit_bytes, limit_samples, memory, shuffle, seed, tmp_dir
+        )
+        if not chunks:
+            logger.warning("the inputs hold no records: no chunks written")
+        meta = {
+            "split": {
+                "format": fmt,
+                "shuffle": bool(shuffle),
+                "seed": seed if shuffle else None,
+                "compression": compression,
+            }
+        }
+        write_index(stage, Index(out, {c.name: c for c in chunks}, meta))
+        _commit(stage, out, [c.name for c in chunks], replaced)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)  # leave no partial dataset behind
+        raise
+    return SplitResult(
+        out_dir=out,
+        format=fmt,
+        chunks=chunks,
+        samples=sum(c.samples for c in chunks),
+        input_bytes=_input_size(paths),
+        record_bytes=writer.record_bytes,
+        output_bytes=sum(c.bytes for c in chunks),
+        seconds=time.perf_counter() - started,
+        index_path=remote.join(out, INDEX_NAME),
+        buckets=buckets,
+        compression=compression,
+    )
 
+
+def _write_all(
+    paths: list[str],
+    out: str,
+    fmt: str,
+    compression: str,
+    limit_bytes: int,
+    limit_samples: int,
+    memory: int,
+    shuffle: bool,
+    seed: int,
+    tmp_dir: str | None,
+) -> tuple[list[ChunkEntry], Any, int]:
+    """Write every chunk into ``out``; returns ``(chunks, writer, shuffle buckets used)``."""
     chunks: list[ChunkEntry] = []
 
     def on_chunk(entry: ChunkEntry) -> None:
@@ -804,40 +909,11 @@ def split(
         writer.close_chunk()
     except BaseException:
         writer.abort()
-        for name in writer.created:  # leave no partial dataset behind
-            try:
-                os.unlink(os.path.join(out, name))
-            except OSError:
-                pass
         raise
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
-    chunks = _widen_names(out, chunks)
-    if not chunks:
-        logger.warning("the inputs hold no records: no chunks written")
-    meta = {
-        "split": {
-            "format": fmt,
-            "shuffle": bool(shuffle),
-            "seed": seed if shuffle else None,
-            "compression": compression,
-        }
-    }
-    index_path = write_index(out, Index(out, {c.name: c for c in chunks}, meta))
-    return SplitResult(
-        out_dir=out,
-        format=fmt,
-        chunks=chunks,
-        samples=sum(c.samples for c in chunks),
-        input_bytes=_input_size(paths),
-        record_bytes=writer.record_bytes,
-        output_bytes=sum(c.bytes for c in chunks),
-        seconds=time.perf_counter() - started,
-        index_path=index_path,
-        buckets=shuffler.buckets if shuffler is not None else 0,
-        compression=compression,
-    )
+    return _widen_names(out, chunks), writer, (shuffler.buckets if shuffler is not None else 0)
 
 
 def _with_header(blocks: Iterator[list[bytes]], source: _LineSource, writer: _LineChunkWriter) -> Iterator[list[bytes]]:

@@ -176,7 +176,6 @@ def test_jsonl_skip_policy_keeps_good_records(tmp_path: Path) -> None:
 
 def test_jsonl_json_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jsonl_module, "_orjson", None)
-    monkeypatch.setattr(jsonl_module, "_loads", json.loads)
     reader = JsonLineDataReader()
     assert not reader._bytes_direct
     path = write(tmp_path / "a.jsonl", jsonl_text(JSONL_RECORDS))
@@ -441,17 +440,22 @@ def test_parquet_without_pyarrow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 # ---------------------------------------------------------------------------- NumPy
 
 
-def test_numpy_npy_memory_mapped(tmp_path: Path) -> None:
+def test_numpy_npy_read_or_memory_mapped(tmp_path: Path) -> None:
     data = np.arange(24, dtype=np.float32).reshape(6, 4)
     path = str(tmp_path / "a.npy")
     np.save(path, data)
-    columns, n = roundtrip(NumpyDataReader(key="x"), path)
+    columns, n = roundtrip(NumpyDataReader(key="x", mmap=True), path)
     assert n == 6 and list(columns) == ["x"]
     assert isinstance(columns["x"], np.memmap)
     assert not columns["x"].flags.writeable
     np.testing.assert_array_equal(columns["x"], data)
-    loaded, _ = NumpyDataReader(mmap=False).read_file(path)
+    loaded, _ = roundtrip(NumpyDataReader(), path)  # the default: plain reads, no map
     assert not isinstance(loaded["data"], np.memmap)
+    np.testing.assert_array_equal(loaded["data"], data)
+    fortran = str(tmp_path / "f.npy")
+    np.save(fortran, np.asfortranarray(data))
+    loaded, _ = NumpyDataReader().read_file(fortran)
+    assert loaded["data"].flags.f_contiguous
     np.testing.assert_array_equal(loaded["data"], data)
 
 

@@ -341,8 +341,10 @@ def test_cache_is_used_by_process_workers_and_numpy_memory_maps(http_root, backe
     assert ids_of(loader) == list(range(sum(SIZES)))
     assert len(_cached(cache)) == len(SIZES)
     np.save(www / "m.npy", np.arange(8))
+    cols, _ = NumpyDataReader(mmap=True).read_file(base + "/m.npy")
+    assert isinstance(cols["data"], np.memmap)  # the cached copy is mapped, on request
     cols, _ = NumpyDataReader().read_file(base + "/m.npy")
-    assert isinstance(cols["data"], np.memmap)
+    assert not isinstance(cols["data"], np.memmap) and cols["data"].tolist() == list(range(8))
 
 
 def test_configure_cache_validates_and_turns_off(cache, monkeypatch):

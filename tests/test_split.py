@@ -186,7 +186,8 @@ def test_csv_unterminated_quote_is_a_format_error_and_leaves_no_chunks(tmp_path)
     (tmp_path / "a.csv").write_text('id,x\n1,"open\n2,3\n')
     with pytest.raises(DataFormatError, match="unterminated"):
         split(str(tmp_path / "a.csv"), tmp_path / "out")
-    assert [n for n in os.listdir(tmp_path / "out") if not n.startswith(".")] == []
+    assert not (tmp_path / "out").exists()  # staged beside it, and removed
+    assert sorted(os.listdir(tmp_path)) == ["a.csv"]
 
 
 def test_txt_keeps_blank_lines_as_samples(tmp_path):
@@ -326,6 +327,10 @@ def test_jsonl_that_is_not_json_is_a_format_error(tmp_path):
 def test_failed_split_removes_its_partial_chunks(tmp_path):
     write_jsonl(tmp_path / "a.jsonl", 100)
     (tmp_path / "b.jsonl").write_text("garbage\n")
+    with pytest.raises(DataFormatError):
+        split([str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")], tmp_path / "out", samples_per_chunk=10)
+    assert sorted(os.listdir(tmp_path)) == ["a.jsonl", "b.jsonl"]  # no output, no staging left
+    (tmp_path / "out").mkdir()  # an existing directory is staged into, and left as it was
     with pytest.raises(DataFormatError):
         split([str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")], tmp_path / "out", samples_per_chunk=10)
     assert os.listdir(tmp_path / "out") == []

@@ -5,7 +5,8 @@ from __future__ import annotations
 import codecs
 import json
 import logging
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from pyloader_core.errors import ConfigError, DataFormatError
@@ -14,7 +15,7 @@ from pyloader_core.readers._open import check_line_encoding, iter_lines
 from pyloader_core.skips import report_bad_record
 
 _orjson: Any
-try:  # orjson is much faster and validates UTF-8 itself; json is the fallback
+try:  # orjson is much faster and validates UTF-8 itself; json is the reference and the fallback
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
@@ -24,7 +25,27 @@ __all__ = ["JsonLineDataReader"]
 logger = logging.getLogger(__name__)
 
 _JSON_ERRORS: tuple[type[BaseException], ...] = (ValueError,)  # orjson.JSONDecodeError and json's both subclass it
-_loads: Callable[[bytes | str], Any] = _orjson.loads if _orjson is not None else json.loads
+
+#: A line holding a run of 19+ digits may hold an integer outside orjson's 64-bit range, which orjson
+#: would turn into a float: such lines are parsed with json (exact Python ints); a float's long digit
+#: run does no harm. Found by mapping digits to "0" and the rest to " " (a few times faster than a regex).
+_DIGITS_TO_ZERO = bytes(ord("0") if 0x30 <= c <= 0x39 else ord(" ") for c in range(256))
+_LONG_RUN = b"0" * 19
+#: A ``\uD800``-``\uDFFF`` escape: maybe a lone surrogate (a pair is one valid character).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _check_text(record: Any, text: str, path: str, lineno: int) -> None:
+    """Refuse a record that holds a lone surrogate, which json lets through and orjson refuses."""
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        raise DataFormatError(
+            f"invalid JSON text: lone surrogate {bad} in a string (not a Unicode character)", path, lineno
+        ) from None
 
 
 class JsonLineDataReader(DataReader):
@@ -40,6 +61,12 @@ class JsonLineDataReader(DataReader):
     :class:`~pyloader_core.errors.DataFormatError` naming the file and the 1-based line number,
     reported through :func:`~pyloader_core.skips.report_bad_record`: raised by default, skipped
     and counted under ``on_error="skip"``.
+
+    Values are what :func:`json.loads` makes of the line, whether or not ``orjson`` (the ``fast``
+    extra) is installed: integers of any size are exact ``int``; ``NaN``, ``Infinity`` and
+    ``-Infinity`` (and out-of-range numbers such as ``1e400``) are accepted as the floats json makes
+    of them. A string holding a lone surrogate (``"\\ud800"`` without its pair: not a Unicode
+    character, and it would fail later when encoded) makes the line bad, with and without orjson.
 
     Args:
         batch_size, shuffle, random_seed: see :class:`~pyloader_core.reader.DataReader`.
@@ -71,28 +98,33 @@ class JsonLineDataReader(DataReader):
                 raise ConfigError(f"fields must not repeat a name, got {fields!r}")
         self.fields: list[str] | None = fields
         self.encoding = check_line_encoding(encoding)
-        # orjson only reads UTF-8: other encodings (and the json fallback) decode to str first
+        # orjson only reads UTF-8: other encodings (and lines orjson leaves to json) decode to str first
         self._bytes_direct = _orjson is not None and self.encoding == "utf-8"
 
     def _decode(self, line: bytes, path: str, lineno: int) -> Any:
-        """Parse one raw line; raises DataFormatError."""
-        if self._bytes_direct:
+        """Parse one raw line as :func:`json.loads` would; raises DataFormatError.
+
+        orjson parses a line only where its result is known to equal json's: a line it refuses
+        (``NaN``, ``Infinity``, ``1e400``, lone surrogates, bad JSON) or one that may hold an
+        integer beyond 64 bits goes to json, which decides.
+        """
+        if self._bytes_direct and _LONG_RUN not in line.translate(_DIGITS_TO_ZERO):
             try:
-                return _loads(line)
-            except _JSON_ERRORS as exc:
-                try:  # tell bad bytes apart from bad JSON
-                    line.decode("utf-8")
-                except UnicodeDecodeError as uexc:
-                    raise DataFormatError(f"invalid utf-8 text: {uexc}", path, lineno) from None
-                raise DataFormatError(f"invalid JSON: {exc}", path, lineno) from None
+                return _orjson.loads(line)
+            except _JSON_ERRORS:
+                pass
         try:
             text = line.decode(self.encoding)
         except UnicodeDecodeError as exc:
             raise DataFormatError(f"invalid {self.encoding} text: {exc}", path, lineno) from None
         try:
-            return _loads(text)
+            record = json.loads(text)
         except _JSON_ERRORS as exc:
             raise DataFormatError(f"invalid JSON: {exc}", path, lineno) from None
+        except RecursionError:
+            raise DataFormatError("invalid JSON: nested too deeply", path, lineno) from None
+        _check_text(record, text, path, lineno)
+        return record
 
     def read_file(self, path: str) -> tuple[Columns, int]:
         """Read ``path``; returns ``({key: list_of_values}, n_sample)``."""

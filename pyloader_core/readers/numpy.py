@@ -1,4 +1,4 @@
-"""NumPy chunks: ``.npy`` (one array, memory-mapped) and ``.npz`` (one column per array).
+"""NumPy chunks: ``.npy`` (one array, read into memory or memory-mapped) and ``.npz`` (one column per array).
 
 Pickled content is never loaded: every read uses ``allow_pickle=False`` and object-dtype arrays
 are refused before any data is read.
@@ -7,6 +7,8 @@ are refused before any data is read.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import zipfile
 from typing import IO, Any
 
@@ -78,11 +80,42 @@ def _npz_members(zf: zipfile.ZipFile, path: str) -> list[tuple[str, str]]:
     return out
 
 
+_READ_BLOCK = 64 << 20
+
+
+def _read_array(
+    f: Any, offset: int, shape: tuple[int, ...], fortran: bool, dtype: np.dtype, nbytes: int, path: str
+) -> np.ndarray:
+    """Read the array data at ``offset`` of ``f`` (a binary file with ``readinto``) into memory.
+
+    A file that ends early is a DataFormatError.
+
+    Plain reads (no memory map), so a file truncated while it is read gives a short read, not the
+    SIGBUS a memory map gives when the pages behind it disappear.
+    """
+    if dtype.itemsize == 0:
+        return np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+    buf = np.empty(nbytes, dtype=np.uint8)
+    view = buf.data
+    f.seek(offset)
+    done = 0
+    while done < nbytes:
+        got = f.readinto(view[done : done + _READ_BLOCK])
+        if not got:
+            raise DataFormatError(
+                f"the file ended after {done} of the {nbytes} bytes of array data its header promises "
+                "(truncated while it was read?)",
+                path,
+            )
+        done += got
+    return buf.view(dtype).reshape(shape, order="F" if fortran else "C")
+
+
 class NumpyDataReader(DataReader):
     """Reads ``.npy`` and ``.npz`` files into numpy columns.
 
-    * ``.npy``: one column, ``{key: array}``, memory-mapped read-only when ``mmap`` is true (so the
-      chunk is paged in only as batches touch it).
+    * ``.npy``: one column, ``{key: array}``, read into memory with plain reads (default), or
+      memory-mapped read-only when ``mmap`` is true (paged in only as batches touch it).
     * ``.npz``: one column per array of the archive, named as in the archive; every array must
       have the same first dimension (the sample axis). Arrays in a zip cannot be memory-mapped and
       are loaded.
@@ -91,10 +124,18 @@ class NumpyDataReader(DataReader):
     arrays, mismatched first dimensions and files that are not NumPy data give a
     :class:`~pyloader_core.errors.DataFormatError` naming the file.
 
+    A ``.npy`` file shorter than its header promises is a ``DataFormatError`` before any data is
+    read or mapped. Read into memory, a file truncated *while* it is read is one too (a short read).
+    A memory map cannot be made safe that way: if the file is truncated while its array is mapped,
+    touching the lost pages kills the process with SIGBUS. That is why ``mmap`` is off by default;
+    turn it on only for chunks nothing rewrites in place (the read costs one copy: about 4.8 GB/s
+    against 25 GB/s mapped on a warm page cache, and the chunk's size in memory).
+
     Args:
         batch_size, shuffle, random_seed: see :class:`~pyloader_core.reader.DataReader`.
         key: the column name of a ``.npy`` file's array.
-        mmap: memory-map ``.npy`` files instead of loading them.
+        mmap: memory-map ``.npy`` files instead of reading them (see above: SIGBUS if one is
+            truncated while mapped).
 
     Example::
 
@@ -110,7 +151,7 @@ class NumpyDataReader(DataReader):
         random_seed: int = 42,
         *,
         key: str = "data",
-        mmap: bool = True,
+        mmap: bool = False,
     ) -> None:
         super().__init__(batch_size, shuffle, random_seed)
         if not isinstance(key, str):
@@ -121,8 +162,9 @@ class NumpyDataReader(DataReader):
     def read_file(self, path: str) -> tuple[Columns, int]:
         """Read ``path``; returns ``({name: array}, n_sample)``.
 
-        A URL is read from its cached local copy (memory-mapped) when a cache is configured
-        (:func:`pyloader_core.remote.configure_cache`), and into memory otherwise.
+        A URL is read from its cached local copy (memory-mapped with ``mmap``) when a cache is
+        configured (:func:`pyloader_core.remote.configure_cache`), and from its bytes in memory
+        otherwise.
         """
         src = materialize(path)
         if _sniff(src, path) == "npy":
@@ -135,18 +177,32 @@ class NumpyDataReader(DataReader):
     def _read_npy(self, src: str | IO[bytes], path: str) -> tuple[Columns, int]:
         if isinstance(src, str):
             with open(src, "rb") as f:
-                shape, _, dtype = _read_header(f, path, "the file")
-        else:
-            shape, _, dtype = _read_header(src, path, "the file")
-            src.seek(0)
+                return self._npy_from(f, src, path)
+        src.seek(0)
+        return self._npy_from(src, None, path)
+
+    def _npy_from(self, f: IO[bytes], local: str | None, path: str) -> tuple[Columns, int]:
+        """The array of the ``.npy`` file ``f`` (``local``: its path, when it can be mapped)."""
+        shape, fortran, dtype = _read_header(f, path, "the file")
         n = _check_header(shape, dtype, path, "the array")
-        mmap = self.mmap and isinstance(src, str)  # bytes in memory cannot be mapped
-        try:
-            array = np.load(src, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (ValueError, EOFError, OSError) as exc:  # truncated data, bad header
-            if isinstance(exc, (FileNotFoundError, PermissionError)):
-                raise
-            raise DataFormatError(f"cannot load the array: {exc}", path) from exc
+        offset = f.tell()
+        nbytes = dtype.itemsize * math.prod(shape)
+        size = os.fstat(f.fileno()).st_size if local is not None else f.seek(0, os.SEEK_END)
+        if size - offset < nbytes:
+            raise DataFormatError(
+                f"truncated: the header promises {nbytes} bytes of array data {shape} {dtype}, "
+                f"the file holds {max(size - offset, 0)}",
+                path,
+            )
+        if self.mmap and local is not None:
+            try:
+                array = np.load(local, mmap_mode="r", allow_pickle=False)
+            except (ValueError, EOFError, OSError) as exc:  # changed since the check above
+                if isinstance(exc, (FileNotFoundError, PermissionError)):
+                    raise
+                raise DataFormatError(f"cannot map the array: {exc}", path) from exc
+        else:
+            array = _read_array(f, offset, shape, fortran, dtype, nbytes, path)
         return {self.key: array}, n
 
     def _read_npz(self, src: str | IO[bytes], path: str) -> tuple[Columns, int]:
