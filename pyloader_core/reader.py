@@ -50,11 +50,17 @@ class DataReader(abc.ABC):
             ``(columns, n_sample)``: a dict of equally long lists (or arrays), and their length.
         """
 
+    #: ``count_samples`` costs little next to ``read_file`` (a newline scan, file metadata). The loader
+    #: then counts each file just before its chunk is submitted, so that batches can span chunks;
+    #: readers whose count is a parse (CSV) say ``False`` and count only where counts are required.
+    counts_cheaply: bool = True
+
     def count_samples(self, path: str) -> int | None:
         """The number of samples in ``path`` without decoding it, or ``None`` if unknown.
 
-        Used for ``len(loader)`` and for exact sharding across ranks; override it when
-        counting is cheaper than reading (line counts, file metadata).
+        Used for ``len(loader)``, for exact sharding across ranks, and (see :attr:`counts_cheaply`)
+        for batches that span chunks; override it when counting is cheaper than reading (line
+        counts, file metadata).
         """
         return None
 

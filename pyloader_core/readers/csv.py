@@ -217,6 +217,8 @@ class CsvDataReader(DataReader):
         columns["label"][:3]  # [0, 1, 1]
     """
 
+    counts_cheaply = False  # counting is a parse (quoted fields may hold newlines): see DataReader
+
     def __init__(
         self,
         batch_size: int = 16,

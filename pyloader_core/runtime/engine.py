@@ -137,6 +137,8 @@ class BatchStream:
     def _count_file(self, file_index: int, path: str) -> int | None:
         """A file's sample count from the reader's ``count_samples`` (``None``: unknown, or it failed:
         reading the file will report the real problem)."""
+        if not getattr(self._spec.reader, "counts_cheaply", True):
+            return None
         try:
             n = self._spec.reader.count_samples(path)
         except Exception:  # noqa: BLE001 - the worker's read names the error with context
