@@ -207,6 +207,32 @@ class DataLoader:
 
     # -- planning -------------------------------------------------------------------------------
 
+    def count_file(self, index: int, path: str) -> int | None:
+        """File ``index``'s sample count, if it comes cheaply: known counts (``index.json``, an earlier
+        count), else the reader's ``count_samples`` when :attr:`~DataReader.counts_cheaply`. Cached for
+        the loader's life, so only the first epoch pays; ``None`` when unknown (or counting failed: the
+        read then reports the real problem)."""
+        if self._counts is None and not self.__dict__.get("_index_tried"):
+            self._index_tried = True
+            indexed = lookup_counts(self.files, self.datareader)  # index.json: counts with no pass at all
+            if indexed is not None:
+                self._counts = list(indexed)
+        if self._counts is not None:
+            return self._counts[index]
+        cache = self.__dict__.setdefault("_file_counts", {})
+        if index not in cache:
+            n: int | None = None
+            if getattr(self.datareader, "counts_cheaply", True):
+                try:
+                    got = self.datareader.count_samples(path)
+                    n = None if got is None else int(got)
+                except Exception:  # noqa: BLE001 - the worker's read names the error with context
+                    n = None
+            if n is None:
+                return None  # not cached: the file may be readable later
+            cache[index] = n
+        return cache[index]
+
     def sample_counts(self, *, read_if_unknown: bool = True) -> list[int] | None:
         """Every file's sample count (cached): from ``index.json`` when one lists every file with its
         current size (see ``pyloader index``), else from the reader's ``count_samples``.
@@ -320,6 +346,7 @@ class DataLoader:
             start=start,
             progress_total=total,
             keeper=self._keeper if self.options.persistent_workers else None,
+            count=self.count_file,
         )
         record = _Pass(stream, worker, epochs[-1] + 1 if epochs else self._next_epoch, own)
         self._latest = record

@@ -180,8 +180,7 @@ class JsonLineDataReader(DataReader):
                     data = carry + block
                     end = data.rfind(b"\n") + 1  # whole lines only; the rest waits for the next block
                     data, carry = data[:end], data[end:]
-                    blank = len(_BLANK_LINE_AFTER.findall(data)) + (1 if _BLANK_FIRST_LINE.match(data) else 0)
-                    n += data.count(b"\n") - blank
+                    n += data.count(b"\n") - _blank_lines(data)
             except errors as exc:
                 raise DataFormatError(f"corrupt or truncated compressed data: {exc}", path) from exc
         return n + (1 if carry.strip() else 0)
@@ -190,6 +189,11 @@ class JsonLineDataReader(DataReader):
 # A newline followed by a blank line, and a blank first line: found by searching for the newline in C.
 _BLANK_LINE_AFTER = re.compile(rb"\n(?=[ \t\r\f\v]*\n)")
 _BLANK_FIRST_LINE = re.compile(rb"[ \t\r\f\v]*\n")
+
+
+def _blank_lines(data: bytes) -> int:
+    """Blank (empty or whitespace-only) lines among the whole lines of ``data`` (one regex pass in C)."""
+    return len(_BLANK_LINE_AFTER.findall(data)) + (1 if _BLANK_FIRST_LINE.match(data) else 0)
 
 
 def _drift_message(keyset: frozenset[str] | None, record: dict[str, Any]) -> str:

@@ -114,6 +114,7 @@ class BatchStream:
         self._taken = 0  # units this pass has taken from the pool
         self._last_batch_size = 0
         self._schema: tuple[list[str], str] | None = None  # keys of the first encoded batch, and its source
+        self._schema_keys: frozenset[str] = frozenset()
         self._raw_schema: tuple[tuple[str, ...], str] | None = None  # keys read_file gave the first window
         self._empty: Columns | None = None  # the latest batch with no sample: what an all-holes batch yields
         self._budget: MemoryBudget | None = None
@@ -196,10 +197,16 @@ class BatchStream:
     def _queue_cap(self) -> int:
         """Chunks allowed in flight now: ``max_queue_size``, or less to stay within ``max_memory``."""
         assert self._pool is not None
-        if self._taken == 0:
-            # Threads: the first chunk alone, as threads share the GIL and several first chunks read at
-            # once would all arrive late. Processes: one each. The queue fills once the first batch is out.
-            return 1 if self._options.worker_type == "thread" else max(1, self._pool.num_workers)
+        if self._pool.num_workers == 0:
+            return 1  # inline: a window runs when it is taken, so submitting ahead gains nothing
+        if self._taken == 0 and self._options.worker_type == "thread":
+            # The first chunk alone: threads share the GIL, and several first chunks read at once
+            # would all arrive late.
+            return 1
+        # The queue grows by one window per window taken, from one per worker, up to the cap: the
+        # workers are never idle, and the counts new windows need are asked for a few at a time,
+        # never all before the first batch.
+        ramp = max(1, self._pool.num_workers) + self._taken
         size = self._options.max_queue_size
         if size != "auto":
             cap = int(size)
@@ -207,6 +214,7 @@ class BatchStream:
             cap = _AUTO_QUEUE_LIMIT  # the budget decides
         else:
             cap = max(2, 2 * self._pool.num_workers)
+        cap = min(cap, ramp)
         return cap if self._budget is None else self._budget.cap(cap)
 
     def _maybe_grow(self, waited: float) -> None:
@@ -308,11 +316,11 @@ class BatchStream:
 
     def _schema_ok(self, batch: Columns, source: str) -> bool:
         """Every batch must encode to the same keys as the first one (schema drift is an error or a skip)."""
+        if self._schema is not None and batch.keys() == self._schema_keys:
+            return True  # the per-batch path: one set comparison
         keys = sorted(batch)
         if self._schema is None:
-            self._schema = (keys, source)
-            return True
-        if keys == self._schema[0]:
+            self._schema, self._schema_keys = (keys, source), frozenset(keys)
             return True
         message = f"schema drift: keys {keys} differ from {self._schema[0]} of {self._schema[1]}"
         if self._options.on_error != "skip":
@@ -412,12 +420,13 @@ class BatchStream:
                     if batch is not None:
                         yield batch
             last = n == len(windows) - 1
+            source = describe_work(work)
             for k, (encoded, size) in enumerate(zip(result.batches, result.batch_planned)):
                 position += size
                 if last and k == len(result.batches) - 1 and size < self._batch_size and self._options.drop_last:
                     self._stats.dropped_samples += _length(encoded)
                     continue
-                batch = self._collate(encoded, describe_work(work))
+                batch = self._collate(encoded, source)
                 self.position = Position(plan.epoch, work.window, position)
                 if batch is not None:
                     yield batch
@@ -458,9 +467,10 @@ class BatchStream:
                 return None
             # Several ranks: yield an empty batch (the last one's keys, dtypes and shapes, no sample), so
             # that every rank still yields the same number of batches and DDP never waits for one.
-            encoded, source = self._empty, "an empty batch (every record of it was skipped)"
+            encoded = {k: v[:0] for k, v in self._empty.items()}
+            source = "an empty batch (every record of it was skipped)"
         else:
-            self._empty = {k: v[:0] for k, v in encoded.items()}
+            self._empty = encoded  # sliced to no sample only if ever needed
         if not self._schema_ok(encoded, source):
             return None
         try:
