@@ -684,6 +684,27 @@ def _checksums(files: Sequence[str], sizes: Sequence[int | None], root: str | No
     return out
 
 
+_SAMPLE_BYTES = 4096
+
+
+def _samples(files: Sequence[str], sizes: Sequence[int | None]) -> list[str] | None:
+    """SHA-256 of each local file's size, first and last 4 KiB (``None`` if any file is remote or
+    unreadable): two small reads per file, once per loader, enough to tell equal-sized files apart."""
+    out = []
+    for path, size in zip(files, sizes, strict=True):
+        if size is None or "://" in path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                head = f.read(_SAMPLE_BYTES)
+                f.seek(max(0, size - _SAMPLE_BYTES))
+                tail = f.read(_SAMPLE_BYTES)
+        except OSError:
+            return None
+        out.append(hashlib.sha256(b"%d:" % size + head + b":" + tail).hexdigest())
+    return out
+
+
 def files_fingerprint(files: Sequence[str]) -> dict[str, Any]:
     """What a loader state records of its data files: small, JSON-able, independent of where they live.
 
@@ -704,12 +725,15 @@ def files_fingerprint(files: Sequence[str]) -> dict[str, Any]:
     root = _common_root(files)
     names = [_relative(f, root) for f in files]
     sizes = [_size(f) for f in files]
-    sums = _checksums(files, sizes, root)
+    sums, kind = _checksums(files, sizes, root), "index"
+    if sums is None:  # no index: a digest of each local file's first and last bytes still tells swaps
+        sums, kind = _samples(files, sizes), "sample"
     out: dict[str, Any] = {
         "count": len(files),
         "names": _digest(names),
         "sizes": _digest(sizes),
         "checksums": None if sums is None else _digest(sums),
+        "checksum_kind": None if sums is None else kind,
     }
     if len(files) <= LISTED_FILES:
         short = [None] * len(files) if sums is None else [c[:12] for c in sums]
@@ -762,7 +786,7 @@ def _listed_changes(old: list[Any], new: list[Any]) -> list[str]:
         ("renamed", renamed),
         ("renamed or swapped", moved),
         ("resized", resized),
-        ("content changed (index.json checksum)", rewritten),
+        ("content changed (checksum)", rewritten),
     ):
         if items:
             changes.append(f"{label}: {_shown(items)}")
@@ -784,11 +808,15 @@ def files_changes(saved: Any, now: dict[str, Any]) -> list[str]:
     if not isinstance(saved, dict):
         return ["the state has no record of its data files"]
     same = saved.get("names") == now["names"] and saved.get("sizes") == now["sizes"]
-    if same and (saved.get("checksums") is None or now["checksums"] is None or saved["checksums"] == now["checksums"]):
+    both = (  # checksums of the same kind on both sides (index.json's, or sampled bytes)
+        saved.get("checksums") is not None and now["checksums"] is not None
+        and saved.get("checksum_kind", "index") == now.get("checksum_kind", "index")
+    )
+    if same and (not both or saved["checksums"] == now["checksums"]):
         return []
     old, new = saved.get("list"), now.get("list")
     if isinstance(old, list) and isinstance(new, list):
-        if saved.get("checksums") is None or now["checksums"] is None:  # compare what both sides know
+        if not both:  # compare what both sides know
             old, new = [[e[0], e[1], None] for e in old], [[e[0], e[1], None] for e in new]
         changes = _listed_changes(old, new)
         if changes:
@@ -800,6 +828,6 @@ def files_changes(saved: Any, now: dict[str, Any]) -> list[str]:
         changes.append("file names or their order changed (renamed, added or removed files)")
     if saved.get("sizes") != now["sizes"] and saved.get("count") == now["count"]:
         changes.append("file sizes changed")
-    if saved.get("checksums") and now["checksums"] and saved["checksums"] != now["checksums"]:
-        changes.append("file contents changed (index.json checksums)")
+    if both and saved["checksums"] != now["checksums"]:
+        changes.append(f"file contents changed ({now['checksum_kind']} checksums)")
     return changes or ["the files differ"]

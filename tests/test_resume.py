@@ -207,7 +207,7 @@ def test_rewritten_content_is_caught_through_the_index(own):
     assert len(path.read_text()) == len(text)
     make(own).load_state_dict(state)  # the index still lists the old checksum: nothing to see yet
     write_index(own, build_index(list_files(own), "jsonl", str(own)))  # the data set was rebuilt
-    with pytest.raises(ConfigError, match=r"content changed \(index.json checksum\): chunk003\.jsonl"):
+    with pytest.raises(ConfigError, match=r"content changed \(checksum\): chunk003\.jsonl"):
         make(own).load_state_dict(state)
 
 
@@ -373,3 +373,31 @@ def test_version_1_states_of_sharded_runs_with_a_remainder_are_refused(data, tmp
     resumed = make(even, **cfg)
     resumed.load_state_dict(old)  # the plan is what version 1 planned: resumes exactly
     assert head + batches(resumed) == full
+
+
+def test_equal_sized_files_that_swap_names_are_caught_without_an_index(tmp_path):
+    """No index.json: a digest of each file's first and last bytes still tells two equal-sized files apart."""
+    import json as _json
+
+    from helpers import IdDataset, IdReader
+
+    from pyloader_core import ConfigError
+
+    data = tmp_path / "d"
+    data.mkdir()
+    for c in range(3):  # ids 100..129, 200..229, 300..329: the same width, so the same sizes
+        lines = [_json.dumps({"id": 100 * (c + 1) + i, "input_text": "a b", "label": 0}) for i in range(30)]
+        (data / f"chunk{c:03d}.jsonl").write_text("\n".join(lines) + "\n")
+    a, b = data / "chunk001.jsonl", data / "chunk002.jsonl"
+    assert a.stat().st_size == b.stat().st_size
+    loader = DataLoader(IdReader(batch_size=4), IdDataset(), None, data)
+    it = iter(loader)
+    next(it)
+    state = loader.state_dict()
+    it.close()
+    a.rename(data / "x")
+    b.rename(a)
+    (data / "x").rename(b)
+    again = DataLoader(IdReader(batch_size=4), IdDataset(), None, data)
+    with pytest.raises(ConfigError, match=r"chunk001\.jsonl <-> chunk002\.jsonl"):
+        again.load_state_dict(state)
