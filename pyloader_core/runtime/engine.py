@@ -360,8 +360,10 @@ class BatchStream:
         if o.num_workers == "auto":
             self._autoscaler = WorkerAutoscaler(max(1, os.cpu_count() or 1))
         if o.max_memory is not None:
-            window = o.shuffle_buffer if o.shuffle_buffer > 1 else 1
-            self._budget = MemoryBudget(int(o.max_memory), workers=workers, window=window)
+            # A task is a whole window (mixed in the worker), so its measured sizes already cover it:
+            # the consumer holds one window's batches at a time.
+            self._budget = MemoryBudget(int(o.max_memory), workers=workers, window=1)
+
         def make() -> WorkerPool:
             return make_pool(workers, o.worker_type, self._spec, start_method=o.start_method, timeout=o.timeout)
 
