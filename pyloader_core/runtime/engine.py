@@ -11,7 +11,6 @@ are raised here, in the consumer's thread, at their place in the stream.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import logging
 import os
@@ -99,7 +98,8 @@ class BatchStream:
         self._plan_makers = plans
         self._plans: dict[int, EpochPlan] = {}
         self._works: dict[int, list[WindowWork]] = {}  # plan number -> its windows built so far
-        self._count = count if count is not None else functools.lru_cache(maxsize=None)(self._count_file)
+        # A file's sample count when it comes cheaply, else None (DataLoader.count_file; cached there).
+        self._count: Callable[[int, str], int | None] = count if count is not None else (lambda index, path: None)
         self._stats = stats
         self._pool: WorkerPool | None = None
         self._closed = False
@@ -134,17 +134,6 @@ class BatchStream:
         """The window plan ``i`` starts at: a resume position applies to the first plan only."""
         start = self._start
         return start.window if i == 0 and start is not None and start.epoch == plan.epoch else 0
-
-    def _count_file(self, file_index: int, path: str) -> int | None:
-        """A file's sample count from the reader's ``count_samples`` (``None``: unknown, or it failed:
-        reading the file will report the real problem)."""
-        if not getattr(self._spec.reader, "counts_cheaply", True):
-            return None
-        try:
-            n = self._spec.reader.count_samples(path)
-        except Exception:  # noqa: BLE001 - the worker's read names the error with context
-            return None
-        return None if n is None else int(n)
 
     def _num_windows(self, plan: EpochPlan) -> int:
         return -(-len(plan.units) // _window_size(plan))
