@@ -100,29 +100,56 @@ PEAK_SCRIPT = textwrap.dedent(
     import sys, json
     import numpy as np
     sys.path.insert(0, {tests!r})
-    from pyloader_core import DataLoader
-    from test_memory import BigChunkReader
+    from test_memory import peak_loader
 
-    def rss_mb():
+    def hwm_mb():
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec.
         for line in open("/proc/self/status"):
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
 
     if __name__ == "__main__":
-        budget = None if sys.argv[1] == "none" else sys.argv[1]
-        loader = DataLoader(BigChunkReader(batch_size=512), None, None, {data!r}, num_workers=2,
-                            max_queue_size=40, max_memory=budget)
+        kind, budget = sys.argv[1], None if sys.argv[2] == "none" else sys.argv[2]
+        loader, key, steps = peak_loader(kind, {data!r}, budget)
         work = np.ones((300, 300))
-        before = rss_mb()
+        before = hwm_mb()
         n = 0
         for batch in loader:
-            n += len(batch["x"])
-            for _ in range(4):
+            n += len(batch[key])
+            for _ in range(steps):
                 work = np.tanh(work @ work / 300.0)  # a slow training step: the queue fills up
-        print(json.dumps({{"samples": n, "peak_mb": rss_mb() - before}}))
+        print(json.dumps({{"samples": n, "peak_mb": hwm_mb() - before}}))
     """
 )
+
+
+def peak_loader(kind: str, data: str, budget: str | None):
+    """The loader a peak-memory child runs, the key it counts and its training step (``kind``:
+    ``"arrays"``, 16 MiB numeric chunks; ``"texts"``, Python strings encoded to id lists)."""
+    if kind == "arrays":
+        loader = DataLoader(BigChunkReader(batch_size=512), None, None, data, num_workers=2,
+                            max_queue_size=40, max_memory=budget)
+        return loader, "x", 4
+    loader = DataLoader(TextChunkReader(batch_size=256), TokenIdsDataset(), ArraysCollator(), data,
+                        num_workers=2, worker_type="thread", max_queue_size=40, max_memory=budget)
+    return loader, "ids", 3
+
+
+def _peak_run(tmp_path, kind: str, budget: str, files: int, env: dict) -> dict:
+    """Run ``peak_loader(kind)`` over ``files`` chunks in a child process; its samples and peak above baseline."""
+    import json
+
+    data = tmp_path / kind
+    if not data.exists():
+        data.mkdir()
+        for k in range(files):
+            (data / f"c{k:02d}").write_text(str(k))
+    script = tmp_path / "peak.py"
+    script.write_text(PEAK_SCRIPT.format(tests=os.path.dirname(__file__), data=str(data)))
+    proc = subprocess.run([sys.executable, str(script), kind, budget], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
 class BigChunkReader(DataReader):
@@ -134,22 +161,10 @@ class BigChunkReader(DataReader):
 
 
 def _peak(tmp_path, budget: str) -> dict:
-    import json
-
-    data = tmp_path / "files"
-    if not data.exists():
-        data.mkdir()
-        for k in range(30):
-            (data / f"c{k:02d}").write_text(str(k))
-    script = tmp_path / "peak.py"
-    script.write_text(PEAK_SCRIPT.format(tests=os.path.dirname(__file__), data=str(data)))
     # glibc raises its mmap threshold after big frees, then keeps freed chunks in the heap: RSS would
     # show the allocator's cache, not what the loader holds. A fixed threshold returns them at once
     # (the README's advice for thread workers; process workers hand chunks over in shared memory).
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-    proc = subprocess.run([sys.executable, str(script), budget], capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return _peak_run(tmp_path, "arrays", budget, 30, dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072"))
 
 
 def test_peak_rss_stays_within_max_memory(tmp_path):
@@ -158,35 +173,6 @@ def test_peak_rss_stays_within_max_memory(tmp_path):
     assert capped["samples"] == free["samples"] == 30 * 2048
     assert capped["peak_mb"] <= 160 * 1.10, capped  # within the budget (+10%) above the baseline
     assert free["peak_mb"] > 250, free  # without a budget, 40 chunks in flight cost far more
-
-
-THREAD_PEAK_SCRIPT = textwrap.dedent(
-    """
-    import sys, json
-    import numpy as np
-    sys.path.insert(0, {tests!r})
-    from pyloader_core import DataLoader
-    from test_memory import ArraysCollator, TextChunkReader, TokenIdsDataset
-
-    def hwm_mb():
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-
-    if __name__ == "__main__":
-        budget = None if sys.argv[1] == "none" else sys.argv[1]
-        loader = DataLoader(TextChunkReader(batch_size=256), TokenIdsDataset(), ArraysCollator(), {data!r},
-                            num_workers=2, worker_type="thread", max_queue_size=40, max_memory=budget)
-        work = np.ones((300, 300))
-        before = hwm_mb()
-        n = 0
-        for batch in loader:
-            n += len(batch["ids"])
-            for _ in range(3):
-                work = np.tanh(work @ work / 300.0)  # a slow training step: the queue fills up
-        print(json.dumps({{"samples": n, "peak_mb": hwm_mb() - before}}))
-    """
-)
 
 
 class TextChunkReader(DataReader):
@@ -213,20 +199,9 @@ class ArraysCollator(DataCollator):
 
 
 def _thread_peak(tmp_path, budget: str) -> dict:
-    import json
-
-    data = tmp_path / "texts"
-    if not data.exists():
-        data.mkdir()
-        for k in range(16):
-            (data / f"c{k:02d}").write_text(str(k))
-    script = tmp_path / "thread_peak.py"
-    script.write_text(THREAD_PEAK_SCRIPT.format(tests=os.path.dirname(__file__), data=str(data)))
     # The library's own doing: no allocator tuning from the environment (MALLOC_*_, GLIBC_TUNABLES).
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
-    proc = subprocess.run([sys.executable, str(script), budget], capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return _peak_run(tmp_path, "texts", budget, 16, env)
 
 
 def test_peak_rss_stays_within_max_memory_with_thread_workers(tmp_path):
