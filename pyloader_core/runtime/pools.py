@@ -66,6 +66,7 @@ class WorkerPool(abc.ABC):
     """Runs tasks in the background; see the module docstring."""
 
     num_workers: int
+    _closed: bool = False
 
     @abc.abstractmethod
     def submit(self, task: Task) -> None:
@@ -88,12 +89,16 @@ class WorkerPool(abc.ABC):
         return []
 
     def grow(self) -> None:
-        """Add one worker (``num_workers="auto"``)."""
+        """Add one worker (``num_workers="auto"``); nothing once closed."""
+        if not self._closed:
+            self._add_worker()
+
+    def _add_worker(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} cannot add workers")
 
     def healthy(self) -> bool:
-        """Every worker still running: the pool can serve another pass."""
-        return self.alive() == self.num_workers
+        """Open, and every worker still running: the pool can serve another pass."""
+        return not self._closed and self.alive() == self.num_workers
 
     def forget_pending(self) -> None:
         """Drop queued tasks that no worker has started (before the pool serves a new pass)."""
@@ -163,9 +168,9 @@ class ThreadPool(WorkerPool):
         self._pool_id = next(_pool_ids)
         self._threads: list[threading.Thread] = []
         for _ in range(num_workers):
-            self._add_thread()
+            self._add_worker()
 
-    def _add_thread(self) -> None:
+    def _add_worker(self) -> None:
         w = len(self._threads)
         thread = threading.Thread(
             target=self._main,
@@ -191,13 +196,6 @@ class ThreadPool(WorkerPool):
         except BaseException as exc:  # noqa: BLE001 - the consumer must hear of it, never wait
             current = self._current.get(w)
             self._results.put(_ThreadFailed(w, None if current is None else current[0], exc))
-
-    def grow(self) -> None:
-        if not self._closed:
-            self._add_thread()
-
-    def healthy(self) -> bool:
-        return not self._closed and super().healthy()
 
     def forget_pending(self) -> None:
         while True:
@@ -303,12 +301,12 @@ class ProcessPool(WorkerPool):
             if self._ctx is not None:
                 self._payload = write_payload(spec)
             for _ in range(num_workers):
-                self._add_process()
+                self._add_worker()
         except BaseException:
             self.close()
             raise
 
-    def _add_process(self) -> None:
+    def _add_worker(self) -> None:
         w = len(self._workers)
         channel, theirs = pair()
         stack_r, stack_w = os.pipe()
@@ -333,13 +331,6 @@ class ProcessPool(WorkerPool):
             os.close(stack_w)
         self._workers.append(_ProcessWorker(w, handle, channel, stack_r))
         self.num_workers = len(self._workers)
-
-    def grow(self) -> None:
-        if not self._closed:
-            self._add_process()
-
-    def healthy(self) -> bool:
-        return not self._closed and super().healthy()
 
     def alive(self) -> int:
         return sum(wk.handle.alive() for wk in self._workers)
