@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 from pyloader_core.errors import ConfigError, DataFormatError
 from pyloader_core.remote import is_url, open_binary_any
 
-__all__ = ["DECOMPRESSION_ERRORS", "check_line_encoding", "iter_lines", "open_binary"]
+__all__ = ["DECOMPRESSION_ERRORS", "check_line_encoding", "iter_blocks", "iter_lines", "open_binary"]
 
 _GZIP_SUFFIXES = (".gz", ".gzip")
 _ZSTD_SUFFIXES = (".zst", ".zstd")
@@ -153,6 +153,30 @@ def check_line_encoding(encoding: str) -> str:
 
 
 @contextlib.contextmanager
+def _compressed_data_errors_named(path: str) -> Iterator[None]:
+    """Corrupt or truncated compressed data inside the block becomes a :class:`DataFormatError` naming ``path``."""
+    try:
+        yield
+    except DECOMPRESSION_ERRORS + _zstd_errors() as exc:
+        raise DataFormatError(f"corrupt or truncated compressed data: {exc}", path) from exc
+
+
+@contextlib.contextmanager
+def iter_blocks(path: str, size: int = 1 << 20) -> Iterator[Iterator[bytes]]:
+    """Yield an iterator over ``size``-byte blocks of ``path``'s (decompressed) bytes.
+
+    Corrupt or truncated compressed data surfaces as a :class:`DataFormatError` naming the file.
+
+    Example::
+
+        with iter_blocks(path) as blocks:
+            newlines = sum(block.count(b"\\n") for block in blocks)
+    """
+    with open_binary(path) as f, _compressed_data_errors_named(path):
+        yield iter(lambda: f.read(size), b"")
+
+
+@contextlib.contextmanager
 def iter_lines(path: str) -> Iterator[Iterator[bytes]]:
     """Yield an iterator over the raw lines (newline kept) of ``path``, compressed or not.
 
@@ -163,9 +187,5 @@ def iter_lines(path: str) -> Iterator[Iterator[bytes]]:
         with iter_lines(path) as lines:
             n = sum(1 for line in lines if line.strip())
     """
-    errors = DECOMPRESSION_ERRORS + _zstd_errors()
-    with open_binary(path) as f:
-        try:
-            yield iter(f)
-        except errors as exc:
-            raise DataFormatError(f"corrupt or truncated compressed data: {exc}", path) from exc
+    with open_binary(path) as f, _compressed_data_errors_named(path):
+        yield iter(f)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pyloader_core.errors import ConfigError, DataFormatError
 from pyloader_core.reader import Columns, DataReader
-from pyloader_core.readers._open import DECOMPRESSION_ERRORS, _zstd_errors, check_line_encoding, iter_lines, open_binary
+from pyloader_core.readers._open import check_line_encoding, iter_blocks, iter_lines
 from pyloader_core.skips import report_bad_record
 
 _orjson: Any
@@ -169,20 +169,16 @@ class JsonLineDataReader(DataReader):
         """
         # The loader asks for counts in the training process, one file before its chunk is read:
         # count in C over blocks (whitespace dropped, then empty lines), never line by line in Python.
-        errors = DECOMPRESSION_ERRORS + _zstd_errors()
         n, carry, first = 0, b"", True
-        with open_binary(path) as f:
-            try:
-                while block := f.read(1 << 20):
-                    if first and self.encoding == "utf-8" and block.startswith(codecs.BOM_UTF8):
-                        block = block[len(codecs.BOM_UTF8) :]
-                    first = False
-                    data = carry + block
-                    end = data.rfind(b"\n") + 1  # whole lines only; the rest waits for the next block
-                    data, carry = data[:end], data[end:]
-                    n += data.count(b"\n") - _blank_lines(data)
-            except errors as exc:
-                raise DataFormatError(f"corrupt or truncated compressed data: {exc}", path) from exc
+        with iter_blocks(path) as blocks:
+            for block in blocks:
+                if first and self.encoding == "utf-8" and block.startswith(codecs.BOM_UTF8):
+                    block = block[len(codecs.BOM_UTF8) :]
+                first = False
+                data = carry + block
+                end = data.rfind(b"\n") + 1  # whole lines only; the rest waits for the next block
+                data, carry = data[:end], data[end:]
+                n += data.count(b"\n") - _blank_lines(data)
         return n + (1 if carry.strip() else 0)
 
 
