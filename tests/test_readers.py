@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyloader_core.errors import ConfigError, DataFormatError
 from pyloader_core.reader import DataReader, check_columns
@@ -99,6 +101,36 @@ def test_jsonl_roundtrip_with_blank_lines(tmp_path: Path) -> None:
     assert columns["label"] == [1, 0, 2]
     assert columns["score"] == [0.5, None, [1, 2]]
     assert all(type(v) is list for v in columns.values())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lines=st.lists(st.sampled_from(['{"a": 1}', '  {"a": 2}', "", "   ", "\t", '{"a": 3}\r', '\t{"a": 4}']), max_size=12),
+    bom=st.booleans(),
+    final_newline=st.booleans(),
+    block=st.integers(3, 9),  # the BOM lies in the first block (blocks are 1 MiB)
+)
+def test_jsonl_count_matches_read_at_any_block_boundary(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[str], bom: bool, final_newline: bool, block: int
+) -> None:
+    # count_samples finds newlines per block in numpy and falls back to an exact pass when a line
+    # starts with whitespace: whatever the blocks, it must agree with what read_file delivers.
+    text = "\n".join(lines) + ("\n" if final_newline and lines else "")
+    path = write(tmp_path_factory.mktemp("count") / "a.jsonl", (b"\xef\xbb\xbf" if bom else b"") + text.encode())
+    small_blocks = lambda p: jsonl_module_open_blocks(p, block)  # noqa: E731
+    original = jsonl_module.iter_blocks
+    jsonl_module.iter_blocks = small_blocks
+    try:
+        counted = JsonLineDataReader().count_samples(path)
+    finally:
+        jsonl_module.iter_blocks = original
+    assert counted == JsonLineDataReader().read_file(path)[1] == sum(1 for line in lines if line.strip())
+
+
+def jsonl_module_open_blocks(path: str, size: int) -> Any:
+    from pyloader_core.readers._open import iter_blocks
+
+    return iter_blocks(path, size)
 
 
 def test_jsonl_crlf_bom_and_no_final_newline(tmp_path: Path) -> None:

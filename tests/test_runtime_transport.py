@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import IdReader
 
-from pyloader_core import DataCollator, DataLoader, Dataset
+from pyloader_core import DataCollator, DataLoader, Dataset, NumpyDataCollator
 from pyloader_core.runtime import transport
 from pyloader_core.runtime.arrays import numeric_lists_to_arrays
 from pyloader_core.runtime.channel import ChannelClosed, pair
@@ -95,3 +95,75 @@ def test_channel_carries_descriptors_and_reports_the_other_side_gone():
     with pytest.raises(ChannelClosed):
         other.recv()
     other.close()
+
+
+# -- result buffers that go round (recycle.py) ---------------------------------------------------------
+
+
+def _across(packed_fd):
+    """What the consumer gets: the descriptor duplicated, as SCM_RIGHTS does between processes."""
+    packed, fd = packed_fd
+    return packed, (None if fd is None else os.dup(fd))
+
+
+def test_a_buffer_is_reused_only_once_every_array_over_it_is_gone():
+    from pyloader_core.runtime.recycle import ConsumerMaps, WorkerBuffers
+
+    worker, consumer = WorkerBuffers(), ConsumerMaps(keep=2)
+    first = consumer.unpack(*_across(worker.pack({"a": np.full(50_000, 1)})))
+    part = first["a"][10:20]  # a view keeps the whole buffer lent
+    del first
+    worker.take_back(consumer.returns())
+    packed, fd = _across(worker.pack({"a": np.full(50_000, 2)}))
+    assert packed.buffer == 1 and fd is not None  # buffer 0 is still seen through ``part``: a new one
+    second = consumer.unpack(packed, fd)
+    assert part.tolist() == [1] * 10 and second["a"][0] == 2
+    del part
+    worker.take_back(consumer.returns())
+    packed, fd = _across(worker.pack({"a": np.full(50_000, 3)}))
+    assert packed.buffer == 0 and fd is None  # back in use, and the consumer still has it mapped
+    third = consumer.unpack(packed, fd)
+    assert third["a"].tolist() == [3] * 50_000 and second["a"].tolist() == [2] * 50_000
+    third["a"][0] = -1  # writable, as a one-off mapping is
+    worker.close()
+    consumer.close()
+
+
+def test_free_buffers_beyond_keep_are_dropped_and_small_ones_retired():
+    from pyloader_core.runtime.recycle import ConsumerMaps, WorkerBuffers
+
+    worker, consumer = WorkerBuffers(), ConsumerMaps(keep=1)
+    held = [consumer.unpack(*_across(worker.pack({"a": np.zeros(1000)}))) for _ in range(3)]
+    del held
+    returns = consumer.returns()
+    assert returns is not None and len(returns.free) == 1 and len(returns.drop) == 2
+    worker.take_back(returns)
+    big = {"a": np.zeros(3 << 20)}  # larger than the free buffer: it is retired, a new one made
+    packed, fd = _across(worker.pack(big))
+    assert fd is not None and packed.retired == returns.free
+    assert consumer.unpack(packed, fd)["a"].shape == (3 << 20,)
+    assert set(consumer._maps) == {packed.buffer}
+    worker.close()
+    consumer.close()
+
+
+class WideDataset(Dataset):
+    """Each sample's id repeated across 300 columns: results big enough to matter, easy to check."""
+
+    def batch_encode(self, batch):
+        ids = np.asarray(batch["id"], dtype=np.int64)
+        return {"id": ids, "wide": np.repeat(ids[:, None], 300, axis=1)}
+
+
+def test_batches_kept_by_the_user_are_never_overwritten_by_later_results(tmp_path):
+    from helpers import write_id_chunks
+
+    files = write_id_chunks(tmp_path / "data", [40] * 12)
+    loader = DataLoader(IdReader(batch_size=8), WideDataset(), NumpyDataCollator(), str(files), num_workers=2,
+                        worker_type="process")
+    kept = list(loader)  # every batch alive at once: no buffer can come back until the end
+    again = list(loader)  # a second epoch, reusing what the first let go of
+    for batch in kept + again:
+        assert (batch["wide"] == np.asarray(batch["id"])[:, None]).all()
+    assert sorted(int(i) for b in kept for i in b["id"]) == list(range(480))
+    loader.close()

@@ -65,7 +65,17 @@ class Channel:
 
     def recv(self) -> tuple[Any, list[int]]:
         """The next message and the descriptors that came with it (the caller owns them)."""
-        data, ancillary, flags, _ = self.sock.recvmsg(MAX_MESSAGE, _ANC_SPACE)
+        return self._recv(0)
+
+    def recv_waiting(self) -> tuple[Any, list[int]] | None:
+        """Like :meth:`recv` for a message already waiting; ``None`` when there is none."""
+        try:
+            return self._recv(socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return None
+
+    def _recv(self, how: int) -> tuple[Any, list[int]]:
+        data, ancillary, flags, _ = self.sock.recvmsg(MAX_MESSAGE, _ANC_SPACE, how)
         fds: list[int] = []
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

@@ -23,6 +23,7 @@ and a watchdog thread ends it as soon as its socket reports that the consumer's 
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import faulthandler
 import logging
@@ -39,6 +40,7 @@ from typing import Any
 
 from pyloader_core.errors import ConfigError
 from pyloader_core.runtime.channel import Channel, close_inherited
+from pyloader_core.runtime.recycle import WorkerBuffers
 from pyloader_core.runtime.worker_loop import WorkerSpec, process_deliver, worker_loop
 
 __all__ = [
@@ -295,16 +297,55 @@ def _exit_when_consumer_gone(sock: socket.socket) -> None:
 
 
 def _serve(worker: int, spec: WorkerSpec, channel: Channel) -> None:
-    def receive() -> Any:
-        try:
-            task, _ = channel.recv()
-        except (EOFError, OSError):
-            return None  # the consumer is gone
-        return task
-
-    deliver = process_deliver(channel, worker)
+    buffers = WorkerBuffers()
+    inbox = _Inbox(channel, buffers)
+    deliver = process_deliver(channel, worker, buffers, before_packing=inbox.drain)
     try:
-        worker_loop(worker, spec, receive, deliver, portable=True)
+        worker_loop(worker, spec, inbox.receive, deliver, portable=True)
     except (EOFError, OSError):
         pass  # the consumer went away while we sent a result
+    finally:
+        buffers.close()
 
+
+class _Inbox:
+    """A process worker's incoming messages: tasks, each with the result buffers the consumer let go of.
+
+    :meth:`drain` reads what is already waiting before a result is packed, so a buffer freed with the
+    last task sent is free for this result, not only once the tasks queued before it are done.
+    """
+
+    def __init__(self, channel: Channel, buffers: WorkerBuffers) -> None:
+        self._channel = channel
+        self._buffers = buffers
+        self._queued: collections.deque[Any] = collections.deque()  # tasks; None: stop
+
+    def _absorb(self, message: Any) -> None:
+        if message is None:
+            self._queued.append(None)
+            return
+        task, returns = message
+        self._buffers.take_back(returns)
+        if task is not None:  # None: only buffers back (the consumer had no task to send)
+            self._queued.append(task)
+
+    def receive(self) -> Any:
+        """The next task; ``None`` to stop (asked to, or the consumer is gone)."""
+        while not self._queued:
+            try:
+                message, _ = self._channel.recv()
+            except (EOFError, OSError):
+                return None
+            self._absorb(message)
+        return self._queued.popleft()
+
+    def drain(self) -> None:
+        while True:
+            try:
+                got = self._channel.recv_waiting()
+            except (EOFError, OSError):
+                self._queued.append(None)
+                return
+            if got is None:
+                return
+            self._absorb(got[0])

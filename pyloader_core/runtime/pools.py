@@ -33,7 +33,7 @@ import traceback
 from collections.abc import Iterator
 
 from pyloader_core.errors import ConfigError, WorkerDiedError, WorkerError
-from pyloader_core.runtime import transport
+from pyloader_core.runtime.recycle import ConsumerMaps
 from pyloader_core.runtime.channel import Channel, ChannelClosed, pair
 from pyloader_core.runtime.execute import WindowResult, describe_work, run_window
 from pyloader_core.runtime.launch import (
@@ -264,6 +264,7 @@ class _ProcessWorker:
     stack_fd: int  # read end of the pipe the worker's faulthandler writes its stack into
     held: collections.deque[Task] = dataclasses.field(default_factory=collections.deque)
     busy_since: float = 0.0
+    maps: ConsumerMaps = dataclasses.field(default_factory=ConsumerMaps)  # its result buffers, kept mapped
 
     @property
     def name(self) -> str:
@@ -344,12 +345,14 @@ class ProcessPool(WorkerPool):
             wk.busy_since = time.monotonic()
         wk.held.append(task)
         try:
-            wk.channel.send(task)
+            wk.channel.send((task, wk.maps.returns()))
         except (ChannelClosed, OSError):
             pass  # the worker died; get() reports it with its exit code
 
     def get(self) -> WindowResult:
         self._watch.restart()
+        if not self._ready:
+            self._send_returns()
         while not self._ready:
             channels = {wk.channel.fileno(): wk for wk in self._workers if wk.held}
             if not channels:
@@ -366,6 +369,16 @@ class ProcessPool(WorkerPool):
                     self._died(sentinels[fd])
         return self._ready.popleft()
 
+    def _send_returns(self) -> None:
+        """Tell busy workers which result buffers are free again before waiting (no task may follow soon)."""
+        for wk in self._workers:
+            returns = wk.maps.returns() if wk.held else None
+            if returns is not None:
+                try:
+                    wk.channel.send((None, returns))
+                except (ChannelClosed, OSError):
+                    pass  # the worker died; the wait below reports it
+
     def _receive(self, wk: _ProcessWorker) -> None:
         if not wk.held:
             return  # already handled in this round (its sentinel and socket were both ready)
@@ -379,7 +392,7 @@ class ProcessPool(WorkerPool):
                 f"{self.start_method!r} their classes must be importable in a fresh interpreter (defined in a "
                 f"module, or in a script under `if __name__ == '__main__':`):\n{message.traceback}"
             )
-        result: WindowResult = transport.unpack(message, fds[0] if fds else None)
+        result: WindowResult = wk.maps.unpack(message, fds[0] if fds else None)
         for extra in fds[1:]:
             os.close(extra)
         task = wk.held.popleft()  # a worker runs its tasks in the order it got them
@@ -450,6 +463,7 @@ class ProcessPool(WorkerPool):
             wk.channel.close()
             os.close(wk.stack_fd)
             wk.handle.release()
+            wk.maps.close()
         self._ready.clear()
         if self._payload is not None:
             os.close(self._payload)

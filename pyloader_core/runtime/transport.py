@@ -17,10 +17,10 @@ import os
 import pickle
 from typing import Any
 
-__all__ = ["Packed", "pack", "unpack", "unpicklable_part"]
+__all__ = ["Packed", "layout_of", "pack", "unpack", "unpicklable_part", "write_layout"]
 
 _ALIGN = 64
-_INLINE_MAX = 1 << 15  # a smaller result travels inside the channel message itself
+INLINE_MAX = 1 << 15  # a smaller result travels inside the channel message itself
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # map every page in one call, not one fault per 4 KiB
 
 
@@ -31,10 +31,35 @@ class Packed:
     inline: bytes | None
     body: int = 0  # bytes of pickle at the start of the memory
     buffers: tuple[tuple[int, int], ...] = ()  # (offset, length) of each out-of-band buffer
+    # Memory that goes round (see recycle.py): which of the worker's buffers, the bytes used, and
+    # the worker's buffers closed since its last result, for the consumer to unmap.
+    buffer: int | None = None
+    size: int = 0
+    retired: tuple[int, ...] = ()
 
 
 def _aligned(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
+
+
+def layout_of(obj: Any) -> tuple[bytes, list[memoryview], tuple[tuple[int, int], ...], int]:
+    """``obj`` pickled (protocol 5): the body, its out-of-band buffers, where each goes, the bytes in all."""
+    buffers: list[pickle.PickleBuffer] = []
+    body = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    views = [memoryview(b).cast("B") for b in buffers]
+    layout: list[tuple[int, int]] = []
+    offset = _aligned(len(body))
+    for view in views:
+        layout.append((offset, view.nbytes))
+        offset = _aligned(offset + view.nbytes)
+    return body, views, tuple(layout), (offset if views else len(body))
+
+
+def write_layout(fd: int, body: bytes, views: list[memoryview], layout: tuple[tuple[int, int], ...]) -> None:
+    """Write ``body`` at 0 and each buffer at its offset (``pwrite``: the kernel fills pages in bulk)."""
+    _write_all(fd, memoryview(body), 0)
+    for view, (at, _) in zip(views, layout):
+        _write_all(fd, view, at)
 
 
 def pack(obj: Any) -> tuple[Packed, int | None]:
@@ -42,28 +67,17 @@ def pack(obj: Any) -> tuple[Packed, int | None]:
 
     Raises what ``pickle`` raises when ``obj`` cannot be pickled.
     """
-    buffers: list[pickle.PickleBuffer] = []
-    body = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-    size = len(body) + sum(memoryview(b).nbytes for b in buffers)
-    if size <= _INLINE_MAX and not buffers:
+    body, views, layout, size = layout_of(obj)
+    if size <= INLINE_MAX and not views:
         return Packed(body), None
-    views = [memoryview(b).cast("B") for b in buffers]
-    layout: list[tuple[int, int]] = []
-    offset = _aligned(len(body))
-    for view in views:
-        layout.append((offset, view.nbytes))
-        offset = _aligned(offset + view.nbytes)
     fd = os.memfd_create("pyloader-chunk", os.MFD_CLOEXEC)
     try:
-        os.ftruncate(fd, max(offset, 1))
-        _write_all(fd, memoryview(body), 0)
-        for view, (at, _) in zip(views, layout):
-            # pwrite, not stores through a mapping: the kernel fills new pages in bulk.
-            _write_all(fd, view, at)
+        os.ftruncate(fd, max(size, 1))
+        write_layout(fd, body, views, layout)
     except BaseException:
         os.close(fd)
         raise
-    return Packed(None, len(body), tuple(layout)), fd
+    return Packed(None, len(body), layout), fd
 
 
 def _write_all(fd: int, view: memoryview, offset: int) -> None:

@@ -9,7 +9,6 @@ the same code.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 
 from pyloader_core.dataset import Dataset
@@ -18,6 +17,7 @@ from pyloader_core.reader import DataReader
 from pyloader_core.runtime import transport
 from pyloader_core.runtime.channel import Channel
 from pyloader_core.runtime.execute import WindowResult, WindowWork, describe_work, run_window
+from pyloader_core.runtime.recycle import WorkerBuffers
 
 __all__ = ["Task", "WorkerSpec", "process_deliver", "worker_loop"]
 
@@ -65,15 +65,20 @@ def worker_loop(
         deliver(result)
 
 
-def process_deliver(channel: Channel, worker: int) -> Callable[[WindowResult], None]:
-    """A process worker's ``deliver``: the result in shared memory, its descriptor over ``channel``.
+def process_deliver(
+    channel: Channel, worker: int, buffers: WorkerBuffers, before_packing: Callable[[], None] = lambda: None
+) -> Callable[[WindowResult], None]:
+    """A process worker's ``deliver``: the result in one of ``buffers``, its descriptor over ``channel``.
+
+    ``before_packing`` runs first (the worker reads the buffers the consumer has freed meanwhile).
 
     A result that cannot be pickled becomes a :class:`WorkerError` naming the column and the type.
     """
 
     def deliver(result: WindowResult) -> None:
+        before_packing()
         try:
-            packed, fd = transport.pack(result)
+            packed, fd = buffers.pack(result)
         except Exception as exc:  # noqa: BLE001 - reported to the consumer at this window
             what = None
             for part in (result.head, *result.batches, result.tail):
@@ -84,11 +89,7 @@ def process_deliver(channel: Channel, worker: int) -> Callable[[WindowResult], N
                 error=WorkerError(f"the result of {describe_work(result.work)} cannot leave the worker process: {what}"),
                 pass_id=result.pass_id, key=result.key,
             )
-            packed, fd = transport.pack(failed)
-        try:
-            channel.send(packed, () if fd is None else (fd,))
-        finally:
-            if fd is not None:
-                os.close(fd)
+            packed, fd = buffers.pack(failed)
+        channel.send(packed, () if fd is None else (fd,))  # the descriptor stays the worker's (recycle.py)
 
     return deliver
