@@ -24,6 +24,8 @@ Usage (from the repository root)::
 
 Samples/s is the median over repeats of samples / (time to the last batch), counted from the moment
 the pipeline starts being built (imports excluded; vocab loading and worker start-up included).
+Ratios ("x bare", and every target) are medians of the ratios within each round of repeats
+(:func:`paired_ratio`), so a drift of the machine's speed between rounds cancels out.
 Results (every run, medians, target checks) are saved as JSON (``--json``, default
 ``benchmarks/results.json``).
 """
@@ -432,6 +434,19 @@ def _rate(rows: dict[str, dict[str, Any]], name: str) -> float | None:
     return r.get("samples_per_s") if r else None
 
 
+def paired_ratio(rows: dict[str, dict[str, Any]], name: str, base: str, key: str = "samples_per_s") -> float | None:
+    """``name``'s speed over ``base``'s: the median over rounds of the ratio within each round.
+
+    Each round runs every contender once, back to back, so a drift of the machine's speed (a shared
+    or throttled VM: +-20% from one minute to the next is common) hits both runs of a round alike;
+    the ratio of two medians taken over different minutes would carry that drift. ``None`` when no
+    round has both runs.
+    """
+    mine, theirs = rows.get(name, {}).get("runs", []), rows.get(base, {}).get("runs", [])
+    ratios = [a[key] / b[key] for a, b in zip(mine, theirs) if a.get(key) and b.get(key)]
+    return statistics.median(ratios) if ratios else None
+
+
 def check_targets(rows: dict[str, dict[str, Any]], prefix: str = "") -> list[dict[str, Any]]:
     """The issue's targets, each as PASS / MISS with its numbers (absent rows: not evaluated).
 
@@ -447,24 +462,23 @@ def check_targets(rows: dict[str, dict[str, Any]], prefix: str = "") -> list[dic
                     "status": "n/a" if ok is None else ("PASS" if ok else "MISS"), "detail": detail})
 
     def steady(name: str) -> str:
-        mine, base = rows[name].get("steady_samples_per_s"), rows[bare_name].get("steady_samples_per_s")
-        return f"; steady (after the first batch) {mine / base:.2f}x" if mine and base else ""
+        ratio = paired_ratio(rows, name, bare_name, "steady_samples_per_s")
+        return f"; steady (after the first batch) {ratio:.2f}x" if ratio else ""
 
     for name in (p + "pyloader-thread-1", p + "pyloader-process-1"):
-        rate = _rate(rows, name)
-        if rate and bare:
-            ratio = rate / bare
+        ratio = paired_ratio(rows, name, bare_name) if bare else None
+        if ratio:
             add(f"1 worker >= {ONE_WORKER_MIN}x bare", name, ratio, ONE_WORKER_MIN, ratio >= ONE_WORKER_MIN,
                 f"{ratio:.2f}x bare" + _short(ratio, ONE_WORKER_MIN) + steady(name))
     two = p + "pyloader-process-2"
     rate = _rate(rows, two)
-    if rate and bare:
-        ratio = rate / bare
+    ratio = paired_ratio(rows, two, bare_name) if rate and bare else None
+    if ratio:
         add(f"2 process workers >= {TWO_PROCESS_MIN}x bare", two, ratio, TWO_PROCESS_MIN,
             ratio >= TWO_PROCESS_MIN, f"{ratio:.2f}x bare" + _short(ratio, TWO_PROCESS_MIN) + steady(two))
     grain_rate = _rate(rows, p + "grain-2")
-    if rate and grain_rate:
-        ratio = rate / grain_rate
+    ratio = paired_ratio(rows, two, p + "grain-2") if rate and grain_rate else None
+    if ratio:
         add(f"2 process workers >= {VS_GRAIN_MIN}x Grain at 2 workers", two, ratio, VS_GRAIN_MIN,
             ratio >= VS_GRAIN_MIN, f"{ratio:.2f}x {p}grain-2" + _short(ratio, VS_GRAIN_MIN))
     for w in (0, 1, 2):
@@ -475,7 +489,7 @@ def check_targets(rows: dict[str, dict[str, Any]], prefix: str = "") -> list[dic
         kinds = ("",) if w == 0 else ("thread-", "process-")
         mine = [n for n in (f"{p}pyloader-{kind}{w}" for kind in kinds) if _rate(rows, n)]
         for name in mine:
-            ratio = (_rate(rows, name) or 0.0) / (_rate(rows, best_torch) or 1.0)
+            ratio = paired_ratio(rows, name, best_torch) or 0.0
             add(f">= {VS_TORCH_MIN}x torch DataLoader at {w} workers", name, ratio, VS_TORCH_MIN,
                 ratio >= VS_TORCH_MIN, f"{ratio:.2f}x {best_torch} (the faster torch variant)"
                 + _short(ratio, VS_TORCH_MIN))
@@ -521,8 +535,8 @@ def _mb(n: float | None) -> str:
 
 
 def format_table(rows: dict[str, dict[str, Any]]) -> str:
-    """One workload's table; ``x bare`` is against that workload's bare loop."""
-    bare = next((r.get("samples_per_s") for r in rows.values() if r.get("family") == "bare"), None)
+    """One workload's table; ``x bare`` is against that workload's bare loop, round by round (:func:`paired_ratio`)."""
+    bare = next((r["name"] for r in rows.values() if r.get("family") == "bare" and r.get("samples_per_s")), None)
     head = (f"{'contender':<24} {'samples/s':>10} {'x bare':>7} {'steady/s':>10} {'TTFB ms':>8} "
             f"{'peak RSS MB':>11} {'peak PSS MB':>11} {'others':>6}  runs (samples/s)")
     lines = [head, "-" * len(head)]
@@ -532,7 +546,8 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
             continue
         rate = r["samples_per_s"]
         runs = ", ".join(f"{x['samples_per_s']:,.0f}" for x in r["runs"] if "samples_per_s" in x)
-        ratio = f"{rate / bare:.2f}x" if bare else "-"
+        paired = paired_ratio(rows, r["name"], bare) if bare else None
+        ratio = f"{paired:.2f}x" if paired else "-"
         lines.append(
             f"{r['name']:<24} {rate:>10,.0f} {ratio:>7} {r['steady_samples_per_s']:>10,.0f} "
             f"{r['ttfb_s'] * 1000:>8,.0f} {_mb(r['peak_rss_bytes']):>11} {_mb(r['peak_pss_bytes']):>11} "

@@ -136,3 +136,16 @@ def test_targets_pass_and_miss_with_margins():
     ttfb = by[("TTFB", "pyloader-process-1")]
     assert ttfb["status"] == "MISS" and "over by 370 ms" in ttfb["detail"]
     assert by[("TTFB", "pyloader-thread-1")]["status"] == "PASS"
+
+
+def test_ratios_are_taken_round_by_round_so_a_drifting_machine_cancels_out():
+    from benchmarks.run import paired_ratio
+
+    # The machine halves its speed after round 1: medians over rounds would give 100/60 = 1.67x,
+    # but within every round the contender is exactly 2x the base.
+    rows = {
+        "base": {"runs": [{"samples_per_s": 100.0}, {"samples_per_s": 50.0}, {"samples_per_s": 60.0}]},
+        "two": {"runs": [{"samples_per_s": 200.0}, {"samples_per_s": 100.0}, {"error": "boom"}]},
+    }
+    assert paired_ratio(rows, "two", "base") == 2.0
+    assert paired_ratio(rows, "two", "missing") is None
