@@ -22,12 +22,12 @@ from pyloader_core.errors import (
     WorkerError,
     WorkerTimeoutError,
 )
-from pyloader_core.files import list_files
-from pyloader_core.loader import DataLoader, LoaderIterator
+from pyloader_core.storage.listing import list_files
+from pyloader_core.runtime.loader import DataLoader, LoaderIterator
 from pyloader_core.options import LoaderOptions
-from pyloader_core.plan import EpochPlan, Shard, WorkUnit, plan_epoch
+from pyloader_core.runtime.plan import EpochPlan, Shard, WorkUnit, plan_epoch
 from pyloader_core.reader import DataReader
-from pyloader_core.readers import (
+from pyloader_core.formats import (
     CsvDataReader,
     JsonLineDataReader,
     NumpyDataReader,
@@ -68,4 +68,4 @@ __all__ = [
     "report_bad_record",
 ]
 
-__version__ = "0.1.0"
+from pyloader_core.version import __version__  # noqa: E402  (one place, importable without a cycle)

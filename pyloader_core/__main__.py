@@ -1,4 +1,4 @@
-"""``python -m pyloader_core COMMAND ...``: the ``pyloader`` command line (see :mod:`pyloader_core.cli`).
+"""``python -m pyloader_core COMMAND ...``: the ``pyloader`` command line (see :mod:`pyloader_core.tools.cli`).
 
 Example::
 
@@ -7,7 +7,7 @@ Example::
 
 import sys
 
-from pyloader_core.cli import main
+from pyloader_core.tools.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

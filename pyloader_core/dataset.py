@@ -10,7 +10,7 @@ import numpy as np
 from pyloader_core.errors import ConfigError, DataFormatError
 from pyloader_core.reader import Columns
 
-__all__ = ["PAD_IDX", "UNK_TOKEN", "Dataset", "TextDataset"]
+__all__ = ["Dataset", "PAD_IDX", "TextDataset", "UNK_TOKEN"]
 
 PAD_IDX = 0
 UNK_TOKEN = "<unk>"

@@ -9,6 +9,7 @@ Every error PyLoader raises on its own account derives from :class:`PyLoaderErro
 from __future__ import annotations
 
 __all__ = [
+    "ChecksumError",
     "ConfigError",
     "DataFormatError",
     "NoFilesError",
@@ -58,6 +59,18 @@ def _rebuild(cls: type[BaseException], args: tuple) -> BaseException:
     err = cls.__new__(cls)
     err.args = args
     return err
+
+
+class ChecksumError(DataFormatError):
+    """Chunk files differ from their index entries (size or SHA-256), or have none.
+
+    Example::
+
+        try:
+            check_checksums(list_files("data/"))
+        except ChecksumError as exc:
+            logger.error("%s", exc)  # "2 of 65 chunk file(s) differ from index.json: ..."
+    """
 
 
 class SampleCountError(DataFormatError):

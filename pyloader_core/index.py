@@ -1,11 +1,12 @@
 """``index.json``: each chunk's name, sample count, size, checksum and format, kept beside the chunks.
 
-``pyloader split`` writes it and ``pyloader index DIR`` builds it for existing chunks. The loader
+``pyloader split`` writes it and ``pyloader index DIR`` builds it for existing chunks (both in
+:mod:`pyloader_core.tools`); this module is the read side: the model, loading, lookup, verification. The loader
 uses it, when present and up to date, for exact sample counts without a counting pass
 (:func:`lookup_counts`), and for checksum verification on demand (:func:`verify_checksums`).
 Remote chunks are also checked against their entry while they are read (:func:`listed_entry`,
-used by :mod:`pyloader_core.remote`).
-Listing never returns it as data (see :data:`pyloader_core.files.RESERVED_NAMES`). Local paths and
+registered with :mod:`pyloader_core.storage.checks`).
+Listing never returns it as data (see :data:`pyloader_core.storage.paths.RESERVED_NAMES`). Local paths and
 ``scheme://`` URLs both work.
 
 The file::
@@ -30,116 +31,39 @@ dimension).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from pyloader_core import remote
-from pyloader_core.errors import ConfigError, DataFormatError
-from pyloader_core.files import INDEX_NAME
-from pyloader_core.reader import DataReader, check_columns
+from pyloader_core import storage
+from pyloader_core.errors import ChecksumError, ConfigError, DataFormatError
+from pyloader_core.formats import FORMATS, READERS
+from pyloader_core.formats.base import canonical_name
+from pyloader_core.reader import DataReader
+from pyloader_core.storage.checks import set_index_lookup, unverified
+from pyloader_core.storage.paths import INDEX_NAME, candidate_roots, common_dir, dirname, norm_url, relative_name
+from pyloader_core.version import __version__
 
 __all__ = [
-    "FORMATS",
-    "INDEX_NAME",
-    "INDEX_VERSION",
     "ChecksumError",
     "ChunkEntry",
+    "INDEX_NAME",
+    "INDEX_VERSION",
     "Index",
-    "build_index",
     "check_checksums",
-    "detect_format",
-    "file_sha256",
-    "format_of_reader",
     "listed_entry",
     "load_index",
     "lookup_counts",
-    "reader_for_format",
+    "relative_name",
     "verify_checksums",
-    "write_index",
 ]
 
 logger = logging.getLogger(__name__)
 
 INDEX_VERSION = 1
-
-#: Format names and the file name endings (before any ``.gz``/``.zst``) that tell them.
-FORMATS: dict[str, tuple[str, ...]] = {
-    "jsonl": (".jsonl", ".json", ".ndjson", ".jsonlines"),
-    "csv": (".csv",),
-    "parquet": (".parquet", ".pq"),
-    "txt": (".txt", ".text"),
-    "numpy": (".npy", ".npz"),
-}
-_COMPRESSION_SUFFIXES = (".gz", ".gzip", ".zst", ".zstd")
-_HASH_CHUNK = 1 << 20
-
-
-class ChecksumError(DataFormatError):
-    """Chunk files differ from their index entries (size or SHA-256), or have none.
-
-    Example::
-
-        try:
-            check_checksums(list_files("data/"))
-        except ChecksumError as exc:
-            logger.error("%s", exc)  # "2 of 65 chunk file(s) differ from index.json: ..."
-    """
-
-
-def detect_format(path: str) -> str | None:
-    """The format name (a key of :data:`FORMATS`) that ``path``'s name tells, or ``None``.
-
-    Compression suffixes are looked through: ``part-0.jsonl.gz`` is ``"jsonl"``.
-
-    Example::
-
-        detect_format("data/part-00000.csv.zst")  # 'csv'
-        detect_format("notes.md")                  # None
-    """
-    name = str(path).rstrip("/").rsplit("/", 1)[-1].lower()
-    for suffix in _COMPRESSION_SUFFIXES:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    for fmt, endings in FORMATS.items():
-        if name.endswith(endings):
-            return fmt
-    return None
-
-
-def reader_for_format(fmt: str) -> DataReader:
-    """A built-in reader for a format name of :data:`FORMATS` (or any reader registry name).
-
-    Example::
-
-        reader_for_format("txt").count_samples("corpus/part-0.txt")
-    """
-    from pyloader_core.readers import get_reader
-
-    return get_reader(fmt)
-
-
-def format_of_reader(reader: DataReader) -> str:
-    """The format name recorded for chunks counted by ``reader``.
-
-    Built-in readers give their format (``"jsonl"``...); any other reader its class name.
-
-    Example::
-
-        format_of_reader(JsonLineDataReader())  # 'jsonl'
-    """
-    from pyloader_core.readers import READERS
-
-    for fmt in FORMATS:
-        if type(reader) is READERS[fmt]:
-            return fmt
-    return type(reader).__name__
-
 
 @dataclasses.dataclass(frozen=True)
 class ChunkEntry:
@@ -185,7 +109,7 @@ class Index:
 
     def path_of(self, name: str) -> str:
         """The full path (or URL) of chunk ``name``."""
-        return remote.join(self.root, name)
+        return storage.join(self.root, name)
 
     def entry_for(self, path: str) -> ChunkEntry | None:
         """The entry of ``path`` (a full path or URL), or ``None`` when the index does not list it."""
@@ -219,7 +143,7 @@ class Index:
                     samples=int(raw["samples"]),
                     bytes=int(raw["bytes"]),
                     sha256=str(raw.get("sha256") or ""),
-                    format=str(raw.get("format") or ""),
+                    format=canonical_name(str(raw.get("format") or "")),
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 raise DataFormatError(f"chunk entry {i} is malformed: {exc!r}", where) from None
@@ -231,180 +155,7 @@ class Index:
 
 
 def _created_by() -> str:
-    from pyloader_core import __version__
-
     return f"pyloader {__version__}"
-
-
-# -- paths -------------------------------------------------------------------------------------
-
-
-def _norm_url(url: str) -> str:
-    """A URL with its file-system path normalised (``memory://a`` and ``memory:///a`` agree)."""
-    if remote.is_http(url):
-        return url.rstrip("/")
-    fs, path = remote.url_to_fs(url)
-    return fs.unstrip_protocol(path.rstrip("/"))
-
-
-def relative_name(path: str, root: str) -> str | None:
-    """``path`` relative to ``root``, ``/``-separated; ``None`` when it is not under ``root``.
-
-    Example::
-
-        relative_name("data/sub/a.jsonl", "data")  # 'sub/a.jsonl'
-    """
-    if remote.is_url(path) != remote.is_url(root):
-        return None
-    if remote.is_url(path):
-        p, r = _norm_url(path), _norm_url(root)
-        return p[len(r) + 1 :] if p.startswith(r + "/") else None
-    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
-    if rel == os.curdir or rel.startswith(os.pardir + os.sep) or rel == os.pardir or os.path.isabs(rel):
-        return None
-    return rel.replace(os.sep, "/")
-
-
-def _dirname(path: str) -> str:
-    if remote.is_url(path):
-        return path.rstrip("/").rsplit("/", 1)[0]
-    return os.path.dirname(os.path.abspath(path))
-
-
-def _candidate_roots(path: str, top: str) -> list[str]:
-    """``path``'s directory and its parents, up to and including ``top``."""
-    out = []
-    d = _dirname(path)
-    for _ in range(64):  # directory depth; a guard against odd URLs
-        out.append(d)
-        if remote.is_url(d):
-            rest = d.split("://", 1)[1].strip("/")
-            if _norm_url(d) == _norm_url(top) or "/" not in rest:
-                break
-        elif os.path.abspath(d) == os.path.abspath(top) or os.path.dirname(d) == d:
-            break
-        d = _dirname(d)
-    return out
-
-
-def _common_dir(files: Sequence[str]) -> str:
-    if all(remote.is_url(f) for f in files):
-        dirs = [_dirname(f) for f in files]
-        common = dirs[0]
-        for d in dirs[1:]:
-            while not (d == common or d.startswith(common.rstrip("/") + "/")):
-                if "/" not in common.split("://", 1)[1]:
-                    break
-                common = common.rsplit("/", 1)[0]
-        return common
-    return os.path.commonpath([_dirname(f) for f in files if not remote.is_url(f)] or [os.getcwd()])
-
-
-# -- building and writing ----------------------------------------------------------------------
-
-
-def file_sha256(path: str) -> str:
-    """The SHA-256 of ``path``'s bytes as stored (compressed files are not decompressed), streamed.
-
-    Example::
-
-        file_sha256("data/part-00000.jsonl.gz")  # '3a7bd3e2...'
-    """
-    h = hashlib.sha256()
-    with remote.unverified(), remote.open_binary_any(path) as f:  # the digest is what is checked
-        while True:
-            block = f.read(_HASH_CHUNK)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
-def _count(reader: DataReader, path: str) -> int:
-    n = reader.count_samples(path)
-    if n is None:
-        logger.info("counting samples of %s by reading it (the reader has no count_samples)", path)
-        columns, n = reader.read_file(path)
-        n = check_columns(columns, n, path, "read_file")
-    return int(n)
-
-
-def build_index(
-    files: Iterable[str],
-    reader_or_format: DataReader | str | None = None,
-    root: str | None = None,
-) -> dict[str, Any]:
-    """The index (a JSON-ready dict) of ``files``: each one's samples, bytes, SHA-256 and format.
-
-    Args:
-        files: the chunk files (local paths or URLs), all under ``root``.
-        reader_or_format: the reader that counts samples, or a format name; ``None`` tells each
-            file's format from its name (:func:`detect_format`).
-        root: the directory the index will live in (default: the files' common directory).
-
-    Raises:
-        ConfigError: a file is not under ``root``, or its format cannot be told from its name.
-
-    Example::
-
-        files = list_files("data/")
-        write_index("data/", build_index(files, "jsonl", "data/"))
-    """
-    files = list(files)
-    if root is None:
-        root = _common_dir(files) if files else os.getcwd()
-    with remote.unverified():  # the files may differ from an older index: that is why it is rebuilt
-        return _build(files, reader_or_format, root)
-
-
-def _build(files: list[str], reader_or_format: DataReader | str | None, root: str) -> dict[str, Any]:
-    readers: dict[str, DataReader] = {}
-    chunks: dict[str, ChunkEntry] = {}
-    for path in files:
-        name = relative_name(path, root)
-        if name is None:
-            raise ConfigError(f"{path} is not under the index's directory {root}")
-        if isinstance(reader_or_format, DataReader):
-            reader, fmt = reader_or_format, format_of_reader(reader_or_format)
-        else:
-            fmt = reader_or_format.lower() if isinstance(reader_or_format, str) else detect_format(path)
-            if fmt is None:
-                raise ConfigError(f"cannot tell the format of {path} from its name; give one of {', '.join(FORMATS)}")
-            if fmt not in readers:
-                readers[fmt] = reader_for_format(fmt)
-            reader = readers[fmt]
-        samples = _count(reader, path)
-        size = remote.file_size(path)
-        digest = file_sha256(path)
-        chunks[name] = ChunkEntry(name, samples, size, digest, fmt)
-        logger.debug("indexed %s: %d samples, %d bytes", name, samples, size)
-    return Index(str(root), chunks).to_dict()
-
-
-def write_index(root: str | os.PathLike[str], index: dict[str, Any] | Index) -> str:
-    """Write ``index`` as ``root/index.json`` (atomically for local directories); returns its path.
-
-    Example::
-
-        write_index("data/", build_index(list_files("data/"), None, "data/"))
-    """
-    root = os.fspath(root)
-    data = index.to_dict() if isinstance(index, Index) else index
-    Index.from_dict(root, data)  # refuse to write what could not be read back
-    text = _dumps(data)
-    path = remote.join(root, INDEX_NAME)
-    remote.write_bytes(path, text.encode("utf-8"))
-    logger.info("wrote %s (%d chunks)", path, len(data["chunks"]))
-    return path
-
-
-def _dumps(data: dict[str, Any]) -> str:
-    """JSON with one chunk per line: readable, and diffs stay small."""
-    head = {k: v for k, v in data.items() if k != "chunks"}
-    lines = [json.dumps(c, separators=(", ", ": ")) for c in data["chunks"]]
-    body = ",\n  ".join(lines)
-    head_text = json.dumps(head, indent=1)[:-2]  # without the closing "\n}"
-    return head_text + ',\n "chunks": [\n  ' + body + "\n ]\n}\n" if lines else head_text + ',\n "chunks": []\n}\n'
 
 
 # -- reading and using -------------------------------------------------------------------------
@@ -427,14 +178,14 @@ def load_index(root_or_files: str | os.PathLike[str] | Sequence[str], *, strict:
         files = list(root_or_files)
         if not files:
             return None
-        root = _common_dir(files)
+        root = common_dir(files)
     return _load(root, strict=strict)
 
 
 def _load(root: str, *, strict: bool = False) -> Index | None:
-    path = remote.join(root, INDEX_NAME)
+    path = storage.join(root, INDEX_NAME)
     try:
-        raw = remote.read_bytes(path, use_cache=False)
+        raw = storage.read_bytes(path, use_cache=False)
     except FileNotFoundError:
         return None
     except (OSError, NotADirectoryError) as exc:
@@ -457,31 +208,24 @@ def _load(root: str, *, strict: bool = False) -> Index | None:
 
 def _compatible(reader: DataReader | None, fmt: str) -> bool:
     """Whether ``reader`` counts samples the way the index's ``fmt`` entry was counted."""
-    if reader is None:
-        return True
-    from pyloader_core.readers import READERS, CsvDataReader, TextLineDataReader
-
-    if type(reader) not in set(READERS.values()):
+    if reader is None or type(reader) not in set(READERS.values()):
         return True  # a user's reader: the index's count is the format's documented count
-    if fmt not in FORMATS or type(reader) is not READERS[fmt]:
-        return False
-    if isinstance(reader, TextLineDataReader) and reader.skip_blank:
-        return False
-    return not (isinstance(reader, CsvDataReader) and reader.delimiter != ",")
+    known = FORMATS.get(fmt)
+    return known is not None and type(reader) is known.reader and known.counts_like(reader)
 
 
 def _listed_sizes(files: Sequence[str]) -> dict[str, int]:
     """Sizes of fsspec (non-HTTP) URLs from one listing per directory instead of one call per file."""
     by_dir: dict[str, list[str]] = {}
     for f in files:
-        if remote.is_url(f) and not remote.is_http(f):
-            by_dir.setdefault(_dirname(f), []).append(f)
+        if storage.is_url(f) and not storage.is_http(f):
+            by_dir.setdefault(dirname(f), []).append(f)
     out: dict[str, int] = {}
     for directory, members in by_dir.items():
         if len(members) < 2:
             continue
         try:
-            fs, path = remote.url_to_fs(directory)
+            fs, path = storage.url_to_fs(directory)
             listing = {
                 fs.unstrip_protocol(e["name"]): e.get("size")
                 for e in fs.ls(path, detail=True)
@@ -490,7 +234,7 @@ def _listed_sizes(files: Sequence[str]) -> dict[str, int]:
         except (OSError, ValueError):
             continue
         for f in members:
-            size = listing.get(_norm_url(f))
+            size = listing.get(norm_url(f))
             if size is not None:
                 out[f] = int(size)
     return out
@@ -504,19 +248,19 @@ def _sizes(files: Sequence[str]) -> list[int | None]:
             out.append(listed[f])
             continue
         try:
-            out.append(remote.file_size(f))
+            out.append(storage.file_size(f))
         except OSError:
             out.append(None)
     return out
 
 
 def _find_entries(files: Sequence[str]) -> list[tuple[Index, ChunkEntry] | None]:
-    top = _common_dir(files)
+    top = common_dir(files)
     cache: dict[str, Index | None] = {}
     found: list[tuple[Index, ChunkEntry] | None] = []
     for path in files:
         hit = None
-        for root in _candidate_roots(path, top):
+        for root in candidate_roots(path, top):
             if root not in cache:
                 cache[root] = _load(root)
             index = cache[root]
@@ -573,7 +317,7 @@ def lookup_counts(files: Sequence[str], reader: DataReader | None = None) -> lis
             logger.warning(
                 "%s is stale for %s (%d bytes listed, %s now): counting samples instead; "
                 "rebuild it with `pyloader index %s`",
-                remote.join(index.root, INDEX_NAME),
+                storage.join(index.root, INDEX_NAME),
                 path,
                 entry.bytes,
                 "missing" if size is None else size,
@@ -596,6 +340,11 @@ def verify_checksums(files: Sequence[str]) -> list[str]:
     files = list(files)
     if not files:
         return []
+    with unverified():
+        return _verify(files)
+
+
+def _verify(files: list[str]) -> list[str]:
     entries = _find_entries(files)
     bad: list[str] = []
     for path, index_entry in zip(files, entries, strict=True):
@@ -605,7 +354,7 @@ def verify_checksums(files: Sequence[str]) -> list[str]:
             continue
         entry = index_entry[1]
         try:
-            size = remote.file_size(path)
+            size = storage.file_size(path)
         except OSError as exc:
             logger.info("%s: %s", path, exc)
             bad.append(path)
@@ -613,7 +362,7 @@ def verify_checksums(files: Sequence[str]) -> list[str]:
         if size != entry.bytes:
             logger.info("%s: %d bytes, index.json lists %d", path, size, entry.bytes)
             bad.append(path)
-        elif entry.sha256 and file_sha256(path) != entry.sha256:
+        elif entry.sha256 and storage.file_sha256(path) != entry.sha256:
             logger.info("%s: SHA-256 differs from index.json", path)
             bad.append(path)
     return bad
@@ -636,7 +385,7 @@ if hasattr(os, "register_at_fork"):
 def listed_entry(url: str, *, fresh: bool = False) -> ChunkEntry | None:
     """The entry of ``url`` in the ``index.json`` of its directory or of a parent, or ``None``.
 
-    Used to check remote reads as they happen (:mod:`pyloader_core.remote`). Each directory's
+    Used to check remote reads as they happen (:mod:`pyloader_core.storage.checks`). Each directory's
     index is loaded once per process (a missing or malformed one counts as none); ``fresh=True``
     loads them again (before a mismatch is reported, in case the index was rewritten).
 
@@ -645,7 +394,7 @@ def listed_entry(url: str, *, fresh: bool = False) -> ChunkEntry | None:
         entry = listed_entry("s3://bucket/data/part-00003.jsonl")
         entry.sha256 if entry is not None else None
     """
-    for root in _candidate_roots(url, url):
+    for root in candidate_roots(url, url):
         with _LISTED_LOCK:
             known = root in _LISTED and not fresh
             index = _LISTED.get(root)
@@ -673,3 +422,6 @@ def check_checksums(files: Sequence[str]) -> None:
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise ChecksumError(f"{len(bad)} of {len(files)} chunk file(s) differ from index.json: {shown}")
+
+
+set_index_lookup(listed_entry)  # storage checks remote reads against the index through it

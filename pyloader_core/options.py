@@ -7,16 +7,29 @@ import dataclasses
 from pyloader_core.errors import ConfigError
 from pyloader_core.sizes import parse_size
 
-__all__ = ["LoaderOptions"]
+__all__ = ["LoaderOptions", "check_int"]
 
 _WORKER_TYPES = ("thread", "process")
 _ON_ERROR = ("raise", "skip")
 _START_METHODS = ("auto", "fork", "forkserver", "spawn")
 
 
-def _int_option(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
+def check_int(name: str, value: object, minimum: int | None = None, rule: str | None = None) -> int:
+    """The one int-option check: ``value`` must be an ``int`` (not a ``bool``), at least ``minimum``.
+
+    Raises :class:`ConfigError` "``name`` must be ``rule``, got ``value``" (``rule`` defaults to
+    "an int >= minimum", or "an int" without a minimum).
+
+    Example::
+
+        check_int("batch_size", 32, 1, "a positive int")  # 32
+        check_int("seed", True)                            # ConfigError: seed must be an int, got True
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        if rule is None:
+            rule = "an int" if minimum is None else f"an int >= {minimum}"
+        raise ConfigError(f"{name} must be {rule}, got {value!r}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -75,23 +88,22 @@ class LoaderOptions:
     timeout: float | None = None
 
     def __post_init__(self) -> None:
-        _int_option("num_epoch", self.num_epoch, 1)
+        check_int("num_epoch", self.num_epoch, 1)
         if self.max_queue_size != "auto":
-            _int_option("max_queue_size", self.max_queue_size, 1)
+            check_int("max_queue_size", self.max_queue_size, 1)
         if self.num_workers != "auto":
-            _int_option("num_workers", self.num_workers, 0)
+            check_int("num_workers", self.num_workers, 0)
         if self.max_memory is not None:
             try:
                 object.__setattr__(self, "max_memory", parse_size(self.max_memory))
             except ConfigError as exc:
                 raise ConfigError(f"max_memory: {exc}") from None
-        _int_option("shuffle_buffer", self.shuffle_buffer, 0)
-        _int_option("world_size", self.world_size, 1)
-        _int_option("rank", self.rank, 0)
-        if isinstance(self.random_seed, bool) or not isinstance(self.random_seed, int):
-            raise ConfigError(f"random_seed must be an int, got {self.random_seed!r}")
+        check_int("shuffle_buffer", self.shuffle_buffer, 0)
+        check_int("world_size", self.world_size, 1)
+        check_int("rank", self.rank, 0)
+        check_int("random_seed", self.random_seed)
         if self.batch_size is not None:
-            _int_option("batch_size", self.batch_size, 1)
+            check_int("batch_size", self.batch_size, 1)
         if self.rank >= self.world_size:
             raise ConfigError(f"rank must be < world_size, got rank={self.rank}, world_size={self.world_size}")
         if self.worker_type not in _WORKER_TYPES:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Sequence
 from typing import Any
 
-from pyloader_core.errors import ConfigError, SampleCountError
+from pyloader_core.errors import SampleCountError
+from pyloader_core.options import check_int
 
-__all__ = ["Columns", "DataReader", "check_columns"]
+__all__ = ["Columns", "DataReader", "check_columns", "count_or_read"]
+
+logger = logging.getLogger(__name__)
 
 #: A chunk's samples as columns: each key maps to a list (or numpy array) of ``n`` values.
 Columns = dict[str, Sequence[Any]]
@@ -36,8 +40,7 @@ class DataReader(abc.ABC):
     """
 
     def __init__(self, batch_size: int = 16, shuffle: bool = False, random_seed: int = 42) -> None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_int("batch_size", batch_size, 1, "a positive int")
         self.batch_size = batch_size
         self.shuffle = bool(shuffle)
         self.random_seed = random_seed
@@ -87,3 +90,18 @@ def check_columns(columns: Any, n_sample: Any, path: str, stage: str) -> int:
         if length != n_sample:
             raise SampleCountError(f"{stage} returned key {key!r} with {length} values but n_sample={n_sample}", path)
     return n_sample
+
+
+def count_or_read(reader: DataReader, path: str) -> int:
+    """The one count-or-read path: ``reader.count_samples(path)``, else the length of a full read.
+
+    Example::
+
+        count_or_read(JsonLineDataReader(), "data/part-0.jsonl")  # 100
+    """
+    n = reader.count_samples(path)
+    if n is None:
+        logger.info("counting samples of %s by reading it (the reader has no count_samples)", path)
+        columns, n = reader.read_file(path)
+        n = check_columns(columns, n, path, "read_file")
+    return int(n)

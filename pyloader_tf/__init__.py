@@ -20,7 +20,8 @@ Example::
 from pyloader_tf.callback import EpochSyncCallback
 from pyloader_tf.checkpoint import TFLoaderState
 from pyloader_tf.collator import TFCollator
-from pyloader_tf.dataset import TFEpochSource, infer_loader_signature, make_tf_dataset, peek_batch, wait_idle
+from pyloader_tf.dataset import infer_loader_signature, make_tf_dataset, peek_batch
+from pyloader_tf.source import TFEpochSource, wait_idle
 from pyloader_tf.distribute import DistributedDatasetFn, make_distributed_dataset_fn
 from pyloader_tf.signature import SignatureMismatchError, check_batch, infer_signature, to_tf_dtype
 

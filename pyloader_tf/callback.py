@@ -9,7 +9,7 @@ from typing import Any
 import keras
 
 from pyloader_core.errors import ConfigError
-from pyloader_tf.dataset import TFEpochSource
+from pyloader_tf.source import TFEpochSource
 from pyloader_tf.distribute import DistributedDatasetFn
 
 __all__ = ["EpochSyncCallback"]
@@ -18,13 +18,25 @@ logger = logging.getLogger(__name__)
 
 
 class EpochSyncCallback(keras.callbacks.Callback):
-    """At the start of fit epoch ``e``, makes the next iteration of each target the loader's epoch ``offset + e``.
+    """Pins fit epoch ``e`` to loader epoch ``offset + e``, and counts what training took, for exact resume.
 
     Without it, each new iteration of a dataset from :func:`~pyloader_tf.make_tf_dataset` is simply
     the loader's next epoch, which is what a plain ``model.fit`` gives. Use it when fit epochs must
-    match loader epochs exactly: resuming with ``initial_epoch``, or under a ``tf.distribute``
-    strategy whose iterators prefetch eagerly (Keras opens the next epoch's iterator at the end of an
-    epoch; with an eager strategy that iterator starts, and so uses up, a loader epoch).
+    match loader epochs exactly (resuming with ``initial_epoch``, or under a ``tf.distribute``
+    strategy whose iterators prefetch eagerly: Keras opens the next epoch's iterator at the end of an
+    epoch, and with an eager strategy that iterator starts, and so uses up, a loader epoch), and
+    whenever a :class:`~pyloader_tf.TFLoaderState` checkpoint must resume exactly:
+
+    * ``on_train_batch_end`` records the steps run (``batch + 1``) on each input pipeline, which
+      counts ``steps * batches_per_step`` batches as consumed (one batch per step when the
+      strategy splits a global batch, the pipeline's replicas under
+      ``distribute_datasets_from_function``; see :class:`~pyloader_tf.TFEpochSource`), whatever
+      tf.data prefetched;
+    * the iteration those batches are counted on is the first one opened after ``on_epoch_begin``
+      (not the next epoch's, which Keras may open before ``on_epoch_end``);
+    * ``on_train_begin`` re-arms a restored position that Keras 3's first-batch peek (under a
+      strategy, ``fit`` pulls one batch to build the model before training starts) took, so the
+      first training iteration resumes there.
 
     Args:
         *targets: datasets returned by ``make_tf_dataset`` (with their ``pyloader`` attribute),
@@ -65,13 +77,20 @@ class EpochSyncCallback(keras.callbacks.Callback):
             else:
                 yield target.pyloader
 
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        for source in self._sources():
+            source._fit_begin()
+
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         for source in self._sources():
-            source.set_epoch(self.offset + epoch)
-            source.consumed_batches = 0
+            source._fit_epoch_begin(self.offset + epoch)
         logger.debug("fit epoch %d reads loader epoch %d", epoch, self.offset + epoch)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         # What the model has taken, as opposed to what tf.data prefetched: checkpoints resume here.
         for source in self._sources():
-            source.consumed_batches = batch + 1
+            source._fit_record_steps(batch + 1)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        for source in self._sources():
+            source._fit_end()

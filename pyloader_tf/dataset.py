@@ -13,25 +13,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import collections
-import threading
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
-
-import tensorflow as tf
 
 from pyloader_core.collator import DataCollator
 from pyloader_core.dataset import Dataset
 from pyloader_core.errors import ConfigError
-from pyloader_core.loader import DataLoader
-from pyloader_core.plan import plan_epoch
+from pyloader_core.runtime.loader import DataLoader
+from pyloader_core.runtime.plan import plan_epoch
 from pyloader_core.reader import DataReader
-from pyloader_core.runtime.engine import Position
 from pyloader_tf.collator import TFCollator
-from pyloader_tf.signature import VariableDims, check_batch, infer_signature, normalize_variable_dims
+from pyloader_tf.source import TFEpochSource
+from pyloader_tf.signature import VariableDims, infer_signature, normalize_variable_dims
 
-__all__ = ["DataDir", "TFEpochSource", "batch_cardinality", "infer_loader_signature", "make_tf_dataset", "peek_batch"]
+__all__ = ["DataDir", "batch_cardinality", "infer_loader_signature", "make_tf_dataset", "peek_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,199 +64,6 @@ def peek_batch(loader: DataLoader) -> Any:
             logger.debug("output_signature inferred from the first batch of %s", unit.path)
             return batch
     return None
-
-
-#: Positions remembered per source: more than any tf.data prefetch buffer holds.
-_HISTORY = 4096
-
-# Iterations of every source still open. TensorFlow finalizes an abandoned generator on its own
-# thread, some time after the iterator is dropped: wait_idle() waits for exactly that event.
-_open_iterations = 0
-_open_changed = threading.Condition()
-
-
-def _opened(delta: int) -> None:
-    global _open_iterations
-    with _open_changed:
-        _open_iterations += delta
-        _open_changed.notify_all()
-
-
-def wait_idle(timeout: float | None = None) -> bool:
-    """Wait until every iteration of every PyLoader tf.data dataset has closed (workers stopped).
-
-    TensorFlow closes an abandoned iterator's generator asynchronously; call this before checking
-    that nothing is left running, or before exiting a job that must not leave workers behind.
-    Returns ``False`` on timeout.
-
-    Example::
-
-        del iterator
-        assert wait_idle(timeout=15)
-    """
-    with _open_changed:
-        return _open_changed.wait_for(lambda: _open_iterations == 0, timeout)
-
-
-class TFEpochSource:
-    """The generator factory behind :func:`make_tf_dataset`: each call runs the loader's next epoch.
-
-    Calling it claims the next epoch number (0, 1, 2, ... or from :meth:`set_epoch`) and returns a
-    generator of that epoch's batches, each checked against ``output_signature`` (and converted to
-    numpy). Closing the generator (exhaustion, ``close()``, garbage collection) closes the core
-    iterator and stops its workers. Thread-safe: TensorFlow may call it from any thread.
-
-    Args:
-        loader: the core loader (its ``num_epoch`` is not used: one call is one epoch).
-        output_signature: nest of ``tf.TensorSpec`` the batches must match.
-        check: check (and safely cast) every batch against ``output_signature``.
-        first_epoch: the epoch the first call runs.
-
-    Example::
-
-        source = TFEpochSource(loader, {"x": tf.TensorSpec((None, 4), tf.float32)})
-        ds = source.dataset()
-        source.set_epoch(5)          # e.g. resuming: the next pass over ds is epoch 5
-        for batch in ds: ...
-    """
-
-    def __init__(self, loader: DataLoader, output_signature: Any, *, check: bool = True, first_epoch: int = 0) -> None:
-        if not isinstance(loader, DataLoader):
-            raise ConfigError(f"loader must be a pyloader_core.DataLoader, got {type(loader).__name__}")
-        self.loader = loader
-        self.output_signature = output_signature
-        self.check = check
-        self._lock = threading.Lock()
-        self._next_epoch = self._valid_epoch(first_epoch)
-        self._active = 0
-        self._resume: tuple[dict[str, Any], bool] | None = None  # a loaded state, and strict_files
-        # (epoch, batches produced, loader position after them) of recent batches: a checkpoint can
-        # then name the batch the model has consumed, though tf.data prefetched further. States are
-        # built from positions only when one is asked for.
-        self._history: collections.deque[tuple[int, int, Position | None]] = collections.deque(maxlen=_HISTORY)
-        self.consumed_batches: int | None = None
-        o = loader.options
-        if o.worker_type == "process" and o.num_workers != 0 and o.start_method == "fork":
-            logger.warning(
-                "worker_type='process' with start_method='fork' forks a process that runs TensorFlow's threads, "
-                "which can deadlock the workers; prefer start_method='spawn' (the default) or 'forkserver'"
-            )
-
-    @staticmethod
-    def _valid_epoch(epoch: int) -> int:
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ConfigError(f"epoch must be an int >= 0, got {epoch!r}")
-        return epoch
-
-    @property
-    def next_epoch(self) -> int:
-        """The 0-based epoch the next iteration of the dataset will run."""
-        return self._next_epoch
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next iteration run ``epoch`` (0-based), then ``epoch + 1``, and so on."""
-        with self._lock:
-            self._next_epoch = self._valid_epoch(epoch)
-
-    def active_iterations(self) -> int:
-        """Epochs being iterated right now (generators started and not yet closed)."""
-        return self._active
-
-    def __call__(self) -> Iterator[Any]:
-        with self._lock:
-            resume, self._resume = self._resume, None
-            if resume is None:
-                epoch, start = self._next_epoch, None
-            else:
-                state, strict_files = resume
-                epoch = int(state["epoch"])
-                start = self.loader.position_from_state(state["loader"], strict_files=strict_files)
-            self._next_epoch = epoch + 1
-            self.consumed_batches = None
-        return self._batches(epoch, start)
-
-    # -- checkpointing ------------------------------------------------------------------------------
-
-    def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
-        """The position after the latest batch of the current epoch (JSON-serialisable, no data).
-
-        ``consumed``: the number of this epoch's batches the model has taken (default
-        :attr:`consumed_batches`, which :class:`~pyloader_tf.EpochSyncCallback` keeps up to date during
-        ``model.fit``); tf.data may have prefetched more, and those must be read again on resume.
-        Without either, the position after the last batch produced.
-
-        Example::
-
-            ckpt = tf.train.Checkpoint(model=model, loader=TFLoaderState(ds.pyloader))
-        """
-        consumed = self.consumed_batches if consumed is None else consumed
-        with self._lock:
-            if not self._history:
-                return self._state(self._next_epoch, Position(self._next_epoch))
-            if consumed is None:
-                e, _, position = self._history[-1]
-                return self._state(e, position)
-            epoch = self._history[-1][0]
-            for e, produced, position in reversed(self._history):
-                if e == epoch and produced == consumed:
-                    return self._state(e, position)
-        raise ConfigError(f"no saved position after batch {consumed} of epoch {epoch} (too far behind the loader)")
-
-    def load_state_dict(self, state: dict[str, Any], strict_files: bool = True) -> None:
-        """Make the next iteration of the dataset resume at ``state`` (from :meth:`state_dict`).
-
-        The state is checked now: other options, or other data files than those it was saved with
-        (added, removed, renamed, resized, rewritten), raise :class:`~pyloader_core.ConfigError`
-        naming what changed; ``strict_files=False`` resumes on changed files on purpose (see
-        :meth:`pyloader_core.DataLoader.position_from_state`).
-
-        Example::
-
-            ds.pyloader.load_state_dict(json.load(open("loader.json")))
-        """
-        self.loader.position_from_state(state["loader"], strict_files=strict_files)  # check it now, not mid-training
-        with self._lock:
-            self._resume = (state, strict_files)
-
-    def _batches(self, epoch: int, start: Any = None) -> Iterator[Any]:
-        logger.debug("tf.data iteration starts epoch %d", epoch)
-        it = self.loader.iter_epochs([epoch], start=start)
-        produced = 0
-        with self._lock:
-            self._active += 1
-            self._history.append((epoch, produced, it.position))
-        _opened(+1)
-        try:
-            for batch in it:
-                produced += 1
-                with self._lock:
-                    self._history.append((epoch, produced, it.position))
-                yield check_batch(batch, self.output_signature) if self.check else batch
-        finally:
-            it.close()
-            with self._lock:
-                self._active -= 1
-            _opened(-1)
-            logger.debug("tf.data iteration of epoch %d closed", epoch)
-
-    def _state(self, epoch: int, position: Position | None) -> dict[str, Any]:
-        return {"epoch": epoch, "loader": self.loader.position_state(position or Position(epoch))}
-
-    def dataset(self, cardinality: int | None = None) -> tf.data.Dataset:
-        """A ``tf.data.Dataset`` over this source; ``cardinality``: batches per epoch, when known.
-
-        The dataset's ``pyloader`` attribute is this source (datasets chained from it lack it).
-        """
-        ds = tf.data.Dataset.from_generator(self, output_signature=self.output_signature)
-        # One iteration is one epoch: the cardinality (and len()) counts the batches of one epoch.
-        if cardinality is not None:
-            ds = ds.apply(tf.data.experimental.assert_cardinality(cardinality))
-        ds.pyloader = self
-        return ds
-
-    def close(self) -> None:
-        """Stop the workers of every running epoch (the dataset can still be iterated afterwards)."""
-        self.loader.close()
 
 
 def batch_cardinality(loader: DataLoader, count_batches: bool | None) -> int | None:

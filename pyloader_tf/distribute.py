@@ -11,10 +11,11 @@ import tensorflow as tf
 from pyloader_core.collator import DataCollator
 from pyloader_core.dataset import Dataset
 from pyloader_core.errors import ConfigError
-from pyloader_core.loader import DataLoader
+from pyloader_core.runtime.loader import DataLoader
 from pyloader_core.reader import DataReader
 from pyloader_tf.collator import TFCollator
-from pyloader_tf.dataset import DataDir, TFEpochSource, batch_cardinality, infer_loader_signature
+from pyloader_tf.dataset import DataDir, batch_cardinality, infer_loader_signature
+from pyloader_tf.source import TFEpochSource
 from pyloader_tf.signature import VariableDims
 
 __all__ = ["DistributedDatasetFn", "make_distributed_dataset_fn"]
@@ -32,6 +33,16 @@ class DistributedDatasetFn:
     With ``global_batch_size`` each pipeline batches
     ``input_context.get_per_replica_batch_size(global_batch_size)`` samples. The signature is
     inferred once (first call) and shared by every pipeline. Built by :func:`make_distributed_dataset_fn`.
+
+    Each pipeline feeds ``num_replicas_in_sync // num_input_pipelines`` replicas, one whole batch
+    each per step (MirroredStrategy on one machine: one pipeline for all its replicas;
+    MultiWorkerMirroredStrategy: one pipeline per worker), which is its source's
+    ``batches_per_step``: :meth:`record_steps` (or :class:`~pyloader_tf.EpochSyncCallback` in
+    ``model.fit``) then counts the batches each pipeline handed to training, and a
+    :class:`~pyloader_tf.TFLoaderState` of this function saves each local pipeline's position after
+    them. States loaded before the strategy calls the function wait for the pipeline they belong to.
+    Under MultiWorkerMirroredStrategy each worker holds only its own pipeline: each worker must
+    restore the checkpoint it wrote itself (a per-worker checkpoint path), not the chief's.
 
     Attributes:
         sources: the :class:`~pyloader_tf.TFEpochSource` of each input pipeline id built so far.
@@ -76,6 +87,7 @@ class DistributedDatasetFn:
         self.loader_options = dict(loader_options)
         self.output_signature = output_signature
         self.sources: dict[int, TFEpochSource] = {}
+        self._pending: tuple[dict[int, dict[str, Any]], bool] | None = None  # loaded states not yet applied
         self._lock = threading.Lock()
 
     def __call__(self, input_context: tf.distribute.InputContext) -> tf.data.Dataset:
@@ -92,8 +104,19 @@ class DistributedDatasetFn:
             if self.output_signature is None:
                 self.output_signature = infer_loader_signature(loader, self.variable_dims)
             signature = self.output_signature
-        source = TFEpochSource(loader, signature, check=self.check)
-        self.sources[input_context.input_pipeline_id] = source
+        pipeline = input_context.input_pipeline_id
+        per_step = max(1, input_context.num_replicas_in_sync // input_context.num_input_pipelines)
+        source = TFEpochSource(loader, signature, check=self.check, batches_per_step=per_step)
+        with self._lock:
+            pending = self._pending
+            if pending is not None:
+                states, strict_files = pending
+                if pipeline not in states:
+                    raise ConfigError(self._missing(pipeline, states))
+                source.load_state_dict(states.pop(pipeline), strict_files=strict_files)
+                if not states:
+                    self._pending = None
+            self.sources[pipeline] = source
         logger.info(
             "input pipeline %d of %d: batch_size %d",
             input_context.input_pipeline_id,
@@ -101,6 +124,71 @@ class DistributedDatasetFn:
             loader.batch_size,
         )
         return source.dataset(batch_cardinality(loader, self.count_batches))
+
+    def record_steps(self, steps: int) -> None:
+        """Record ``steps`` training steps of the current epoch on every local pipeline (a custom loop's count).
+
+        Each pipeline counts ``steps * batches_per_step`` batches as consumed (see the class doc). Example::
+
+            it = iter(strategy.distribute_datasets_from_function(fn))
+            for step in range(steps):
+                strategy.run(train_step, (next(it),))
+                fn.record_steps(step + 1)
+        """
+        for source in list(self.sources.values()):
+            source.record_steps(steps)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"pipelines": {id: state}}``: each local pipeline's position after what training took.
+
+        Example::
+
+            json.dumps(fn.state_dict())
+        """
+        with self._lock:
+            sources = dict(self.sources)
+            pending = dict(self._pending[0]) if self._pending is not None else {}
+        states = {pid: s for pid, s in pending.items()}
+        states.update({pid: source.state_dict() for pid, source in sources.items()})
+        if not states:
+            raise ConfigError("no input pipeline built yet: call strategy.distribute_datasets_from_function(fn) first")
+        return {"pipelines": {str(pid): state for pid, state in sorted(states.items())}}
+
+    def load_state_dict(self, state: dict[str, Any], strict_files: bool = True) -> None:
+        """Resume each pipeline at its position in ``state`` (from :meth:`state_dict`).
+
+        Pipelines already built resume at their next iteration; the others when the strategy builds
+        them. A pipeline whose id ``state`` lacks raises :class:`~pyloader_core.ConfigError`.
+
+        Example::
+
+            fn.load_state_dict(json.load(open("loader.json")))
+            dist = strategy.distribute_datasets_from_function(fn)  # pipelines start where they were
+        """
+        try:
+            states = {int(pid): s for pid, s in state["pipelines"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ConfigError(
+                "not a DistributedDatasetFn state: expected {'pipelines': {id: state}} (a TFEpochSource state "
+                "restores onto a dataset from make_tf_dataset)"
+            ) from None
+        with self._lock:
+            built = dict(self.sources)
+            for pid, source in built.items():
+                if pid not in states:
+                    raise ConfigError(self._missing(pid, states))
+            for pid, source in built.items():
+                source.load_state_dict(states[pid], strict_files=strict_files)
+            rest = {pid: s for pid, s in states.items() if pid not in built}
+            self._pending = (rest, strict_files) if rest else None
+
+    @staticmethod
+    def _missing(pipeline: int, states: dict[int, Any]) -> str:
+        return (
+            f"the loader state holds input pipelines {sorted(states)}, not pipeline {pipeline}: each pipeline "
+            "resumes from its own state (under MultiWorkerMirroredStrategy each worker must restore the "
+            "checkpoint it wrote itself, not the chief's)"
+        )
 
 
 def make_distributed_dataset_fn(

@@ -20,7 +20,8 @@ Example::
 
 from pyloader_torch.collator import TorchCollator, to_tensors
 from pyloader_torch.dataset import MAX_TORCH_WORKERS, TorchChunkDataset
-from pyloader_torch.distributed import distributed_context, resolve_rank
+from pyloader_torch.distributed import UnknownRankError, distributed_context, resolve_rank
+from pyloader_torch.elastic import reshape_state
 from pyloader_torch.transport import PIPE_MAX_BYTES, PipeBatch, for_transport
 
 __all__ = [
@@ -29,8 +30,10 @@ __all__ = [
     "PipeBatch",
     "TorchChunkDataset",
     "TorchCollator",
+    "UnknownRankError",
     "distributed_context",
     "for_transport",
+    "reshape_state",
     "resolve_rank",
     "to_tensors",
 ]

@@ -33,12 +33,13 @@ from pyloader_core import (
     DataLoader,
     DataReader,
     Dataset,
-    LoaderIterator,
     Shard,
 )
+from pyloader_core.runtime.epochs import EpochCursor, envelope, opened
 from pyloader_torch.collator import TorchCollator
-from pyloader_torch.distributed import distributed_context, resolve_rank
-from pyloader_torch.transport import for_transport
+from pyloader_torch.distributed import UnknownRankError, distributed_context, resolve_rank
+from pyloader_torch.transport import worker_batches
+from pyloader_torch.worker_stats import WorkerStatsTable
 
 __all__ = ["MAX_TORCH_WORKERS", "TorchChunkDataset"]
 
@@ -52,30 +53,6 @@ _FORK_OK = sys.platform.startswith("linux")
 #: Most torch DataLoader workers one dataset can be iterated by (size of the shared epoch table).
 MAX_TORCH_WORKERS = 256
 
-#: Counters that torch worker processes publish to the training process (shared memory), per worker.
-SHARED_STATS = ("samples", "batches", "skipped_count", "skipped_batches", "dropped_samples")
-
-
-def _batches(it: LoaderIterator, in_worker: bool, publish: Any = None) -> Iterator[Any]:
-    """Yield ``it``'s batches; closing (``break`` then GC, worker shutdown, exhaustion) stops its workers.
-
-    In a torch worker process, batches are put in the form that crosses to the training process
-    cheapest (:func:`~pyloader_torch.transport.for_transport`), and ``publish()`` copies the worker's
-    counters where the training process can read them, after every batch.
-    """
-    try:
-        if in_worker:
-            for batch in it:
-                out = for_transport(batch)
-                if publish is not None:
-                    publish()
-                yield out
-        else:
-            yield from it
-    finally:
-        it.close()
-        if publish is not None:
-            publish()
 
 
 class TorchChunkDataset(IterableDataset):
@@ -88,8 +65,12 @@ class TorchChunkDataset(IterableDataset):
     Args:
         datareader, dataset, datacollator, data_dir: as in :class:`pyloader_core.DataLoader`; the
             collator (default ``NumpyDataCollator``) is wrapped in a :class:`TorchCollator`.
-        rank, world_size: this process's share; default: from ``torch.distributed`` when it is
-            initialised, else ``0`` of ``1``. Ranks get disjoint, equal shares (the remainder of
+        rank, world_size: this process's share; default: found again whenever an iteration starts
+            (in torch workers too): from ``torch.distributed`` when it is initialised, else what the
+            training process found when torch started its workers, else the torchrun environment
+            (``RANK``, ``WORLD_SIZE``), else ``0`` of ``1``; ``WORLD_SIZE > 1`` with no rank raises
+            :class:`~pyloader_torch.distributed.UnknownRankError` (a ``ConfigError``) at iteration, so
+            that ranks never all read everything. Ranks get disjoint, equal shares (the remainder of
             ``total % world_size`` samples is dropped each epoch, logged and in
             :attr:`dropped_per_epoch`; which samples is drawn from ``(random_seed, epoch)`` and
             changes from epoch to epoch), so every rank yields the same number of batches.
@@ -150,8 +131,18 @@ class TorchChunkDataset(IterableDataset):
                 f"num_epoch={num_epoch!r}: each iter() of a TorchChunkDataset is one epoch; loop over epochs "
                 "(and call set_epoch) in the training loop instead"
             )
-        self.rank, self.world_size = resolve_rank(rank, world_size)
-        self._explicit_rank = rank is not None or world_size is not None
+        self._rank_arg, self._world_size_arg = rank, world_size
+        try:
+            # Provisional: found again whenever an iteration starts (see _sync_rank).
+            self.rank, self.world_size = resolve_rank(rank, world_size)
+        except UnknownRankError as exc:
+            # The process group may still be initialised (with its rank) before the first iteration,
+            # which raises this error if it is not.
+            logger.info("rank not known yet (%s); looking again when iteration starts", exc)
+            self.rank, self.world_size = 0, 1
+        #: ``(rank, world_size)`` the training process found when it pickled this dataset for a torch
+        #: worker (``spawn``), which cannot see its process group; ``None`` in the training process.
+        self._carried_rank: tuple[int, int] | None = None
         self._options = dict(loader_options, rank=self.rank, world_size=self.world_size)
         # Each epoch is a new pass (iter() per epoch): keep process workers, or every epoch starts them
         # again (threads start in microseconds and are not kept).
@@ -167,12 +158,12 @@ class TorchChunkDataset(IterableDataset):
         self._main_pid = os.getpid()
         self._local: DataLoader | None = None
         self._active: tuple[DataLoader, int] | None = None  # this process's latest iteration: loader, epoch
-        self._resume_state: dict[str, Any] | None = None
+        self._resume_state: tuple[int, dict[str, Any]] | None = None  # (epoch, loader state) to resume
         self._resume_strict: bool | None = None
         #: Whether resuming checks that the data files are those the state was saved with (see
         #: :meth:`load_state_dict`); set it to ``False`` before resuming on changed files on purpose.
         self.strict_files: bool = bool(strict_files)
-        self._local_key: tuple[int, bool] | None = None
+        self._local_key: tuple[int, bool, int, int] | None = None
         self.datareader: DataReader = main.datareader
         self.dataset: Dataset = main.dataset
         self.datacollator: TorchCollator = collator
@@ -182,10 +173,23 @@ class TorchChunkDataset(IterableDataset):
         # Several ranks need them (equal shares); one rank uses them when the reader counts cheaply.
         counts = main.sample_counts(read_if_unknown=self.world_size > 1)
         self.sample_counts: list[int] | None = None if counts is None else list(counts)
-        total = None if counts is None else sum(counts)
         #: Samples left out of every epoch so that all ranks get the same number (``total % world_size``).
-        self.dropped_per_epoch: int = 0 if total is None or self.world_size == 1 else total % self.world_size
+        self.dropped_per_epoch: int = 0
+        self._account_ranks()
+        # Slot 0: the epoch set_epoch() gave; slot 1 + w: iterations torch worker w (or, with
+        # num_workers=0, this process) started since. Shared memory, so fresh worker copies update it.
+        self._epochs = EpochCursor(torch.zeros(1 + MAX_TORCH_WORKERS, dtype=torch.int64).share_memory_())
+        # What torch worker processes counted (skips included): fresh worker copies add to it.
+        self._worker_stats = WorkerStatsTable(MAX_TORCH_WORKERS)
+        self._warned_rank_change = False
+
+    def _account_ranks(self) -> None:
+        """Set :attr:`dropped_per_epoch` for the current world size, and warn about what ranks lose."""
+        counts = self.sample_counts
+        total = None if counts is None else sum(counts)
+        self.dropped_per_epoch = 0 if total is None or self.world_size == 1 else total % self.world_size
         if self.dropped_per_epoch:
+            assert total is not None
             logger.warning(
                 "%d of %d samples are dropped from every epoch so that the %d ranks get %d each "
                 "(equal step counts keep DDP from hanging)",
@@ -194,58 +198,39 @@ class TorchChunkDataset(IterableDataset):
                 self.world_size,
                 total // self.world_size,
             )
-        if self.world_size > 1 and loader_options.get("on_error") == "skip":
+        if self.world_size > 1 and self._options.get("on_error") == "skip":
             logger.warning(
                 "on_error='skip' with %d ranks: a rank that skips bad records yields fewer samples, and maybe "
                 "fewer batches, than the others (DDP would then wait for it at the last step)",
                 self.world_size,
             )
-        # Slot 0: the epoch set_epoch() gave; slot 1 + w: iterations torch worker w (or, with
-        # num_workers=0, this process) started since. Shared memory, so fresh worker copies update it.
-        self._epoch_state = torch.zeros(1 + MAX_TORCH_WORKERS, dtype=torch.int64).share_memory_()
-        # What torch worker processes counted (skips included): fresh worker copies add to it.
-        self._worker_stats = torch.zeros((MAX_TORCH_WORKERS, len(SHARED_STATS)), dtype=torch.int64).share_memory_()
-        self._warned_uninitialised = False
 
     # -- epochs -------------------------------------------------------------------------------------
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration (by every worker) epoch ``epoch`` (0-based); later ones follow on."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ConfigError(f"epoch must be an int >= 0, got {epoch!r}")
-        self._epoch_state[1:] = 0
-        self._epoch_state[0] = epoch
+        self._epochs.set_epoch(epoch)
 
     @property
     def epoch(self) -> int:
         """The epoch the next iteration will run (the last ``set_epoch`` plus iterations since)."""
-        return int(self._epoch_state[0]) + int(self._epoch_state[1])
-
-    def _claim_epoch(self, worker: int, num_workers: int, resumed: int | None = None) -> int:
-        """This iteration's epoch for ``worker`` of ``num_workers``; counts the iteration as started.
-
-        Every participant of an iteration bumps its own counter, and worker 0 also bumps those of the
-        workers that do not take part, so the counters stay equal when the worker count changes.
-        """
-        if num_workers > MAX_TORCH_WORKERS:
-            raise ConfigError(f"at most {MAX_TORCH_WORKERS} torch DataLoader workers, got {num_workers}")
-        state = self._epoch_state
-        counters = state[1:]
-        epoch = int(state[0]) + int(counters[worker]) if resumed is None else resumed
-        # A resumed iteration re-enters its saved epoch; the next one follows on from it.
-        counters[worker] = epoch + 1 - int(state[0])
-        if worker == 0 and num_workers < MAX_TORCH_WORKERS:
-            counters[num_workers:] = counters[0]
-        return epoch
+        return self._epochs.next_epoch
 
     # -- loaders ------------------------------------------------------------------------------------
 
     def _loader_here(self, in_worker: bool) -> DataLoader:
-        """The core loader of this process: the one built at construction, or one built here."""
+        """The core loader of this process, for the rank and world size found now (see :meth:`_sync_rank`):
+        the one built at construction, or one built here. A loader built for other values is not reused.
+
+        Raises:
+            UnknownRankError: ``WORLD_SIZE > 1`` in the environment and nothing says this rank.
+        """
+        self._sync_rank(in_worker)
         pid = os.getpid()
         if not in_worker and self._main is not None and pid == self._main_pid:
             return self._main
-        if self._local is not None and self._local_key == (pid, in_worker):
+        key = (pid, in_worker, self.rank, self.world_size)
+        if self._local is not None and self._local_key == key:
             return self._local
         options = dict(self._options)
         if in_worker and self._user_num_workers is None:
@@ -253,8 +238,52 @@ class TorchChunkDataset(IterableDataset):
         loader = DataLoader(self.datareader, self.dataset, self.datacollator, self.files, **options)
         if self.sample_counts is not None:
             loader.set_sample_counts(self.sample_counts)  # counted once in the training process
-        self._local, self._local_key = loader, (pid, in_worker)
+        elif self.world_size > 1:
+            # The world grew after construction (and before the training process could count for
+            # this worker): equal shares need the counts.
+            self.sample_counts = list(loader.sample_counts(read_if_unknown=True) or [])
+            self._account_ranks()
+        self._local, self._local_key = loader, key
         return loader
+
+    def _find_rank(self, in_worker: bool) -> tuple[int, int]:
+        """``(rank, world_size)`` for an iteration starting now in this process.
+
+        Explicit arguments win; then ``torch.distributed`` when initialised here (forked torch workers
+        inherit the group); in a torch worker, what the training process found when it pickled the
+        dataset for it; then the torchrun environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``).
+        """
+        return resolve_rank(
+            self._rank_arg,
+            self._world_size_arg,
+            context=distributed_context,
+            carried=self._carried_rank if in_worker else None,
+            warn=False,
+        )
+
+    def _sync_rank(self, in_worker: bool) -> None:
+        """Find rank and world size again; when they changed, shard for the new ones from now on.
+
+        Loaders built for the old values are dropped (closed when this process owns them), the
+        dropped-sample count is recomputed, and a warning says so once (see :meth:`_check_distributed`).
+        """
+        new = self._find_rank(in_worker)
+        old = (self.rank, self.world_size)
+        if new == old:
+            return
+        self._check_distributed(old, new, in_worker)
+        self.rank, self.world_size = new
+        self._options.update(rank=new[0], world_size=new[1])
+        pid = os.getpid()
+        if self._main is not None and pid == self._main_pid:
+            self._main.close()
+            self._main = None
+        if self._local is not None and self._local_key is not None and self._local_key[0] == pid:
+            self._local.close()
+        self._local, self._local_key = None, None
+        # A forked copy keeps the parent's _main untouched (never used here: another pid).
+        if self.sample_counts is not None or self.world_size == 1:
+            self._account_ranks()  # else once the counts are read (_loader_here)
 
     @property
     def core_loader(self) -> DataLoader:
@@ -265,40 +294,24 @@ class TorchChunkDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
-        if info is None:
-            worker, num_workers = 0, 1
-            self._check_distributed()
-        else:
-            worker, num_workers = info.id, info.num_workers
+        worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        # Rank and world size are found here, each iteration, in torch workers too (_sync_rank).
         loader = self._loader_here(in_worker=info is not None)
         shard = Shard(worker, num_workers)
         start = None
         resume, self._resume_state = self._resume_state, None
         strict, self._resume_strict = self._resume_strict, None
         if resume is None:
-            epoch = self._claim_epoch(worker, num_workers)
+            epoch = self._epochs.claim(worker, num_workers)
         else:
-            epoch = int(resume["epoch"])
+            epoch, saved = resume
             strict_files = self.strict_files if strict is None else strict
-            start = loader.position_from_state(resume["loader"], worker=shard, strict_files=strict_files)
-            self._claim_epoch(worker, num_workers, resumed=epoch)
+            start = loader.position_from_state(saved, worker=shard, strict_files=strict_files)
+            self._epochs.claim(worker, num_workers, resumed=epoch)
         logger.debug("rank %d/%d, torch worker %d/%d: epoch %d", self.rank, self.world_size, worker, num_workers, epoch)
         self._active = (loader, epoch)
-        publish = self._publisher(loader, worker) if info is not None else None
-        return _batches(loader.iter_epochs([epoch], worker=shard, start=start), info is not None, publish)
-
-    def _publisher(self, loader: DataLoader, worker: int) -> Any:
-        """A function that adds what ``loader`` counted since now to torch worker ``worker``'s shared row."""
-        row = self._worker_stats[worker]
-        base = row.clone()
-        since = loader.stats()
-        first = torch.tensor([since[k] for k in SHARED_STATS], dtype=torch.int64)
-
-        def publish() -> None:
-            now = loader.stats()
-            row.copy_(base + torch.tensor([now[k] for k in SHARED_STATS], dtype=torch.int64) - first)
-
-        return publish
+        publish = self._worker_stats.publisher(loader, worker) if info is not None else None
+        return worker_batches(loader.iter_epochs([epoch], worker=shard, start=start), info is not None, publish)
 
     # -- checkpointing (torchdata's Stateful protocol) ------------------------------------------------
 
@@ -316,9 +329,9 @@ class TorchChunkDataset(IterableDataset):
             dl.load_state_dict(torch.load("loader.pt"))  # later, in a new process
         """
         if self._active is None:
-            return {"epoch": None}
+            return envelope(None)
         loader, epoch = self._active
-        return {"epoch": epoch, "loader": loader.state_dict()}
+        return envelope(epoch, loader.state_dict())
 
     def load_state_dict(self, state: dict[str, Any], strict_files: bool | None = None) -> None:
         """Make this process's next iteration resume at ``state`` (from :meth:`state_dict`).
@@ -336,22 +349,30 @@ class TorchChunkDataset(IterableDataset):
             dl = StatefulDataLoader(ds, batch_size=None, num_workers=2)
             dl.load_state_dict(torch.load("loader.pt"))
         """
-        self._resume_state = state if state.get("epoch") is not None else None
+        self._resume_state = opened(state)
         self._resume_strict = None if strict_files is None else bool(strict_files)
 
-    def _check_distributed(self) -> None:
-        if self._explicit_rank or self._warned_uninitialised:
+    def _check_distributed(self, old: tuple[int, int], new: tuple[int, int], in_worker: bool) -> None:
+        """Warn (once per dataset copy) that rank / world size changed from ``old`` to ``new`` since construction.
+
+        Typically ``torch.distributed`` was initialised after the dataset was built, outside torchrun:
+        iteration shards for ``new``, but ``len()`` and :attr:`dropped_per_epoch` read before were
+        those of ``old``.
+        """
+        if self._warned_rank_change:
+            logger.debug("rank %d of %d now (was %d of %d)", *new, *old)
             return
-        ctx = distributed_context()
-        if ctx is not None and ctx[1] != self.world_size:
-            self._warned_uninitialised = True
-            logger.warning(
-                "torch.distributed was initialised (world size %d) after this dataset was built for world size "
-                "%d: every rank reads the same data. Build the dataset after init_process_group, or pass "
-                "rank= and world_size=",
-                ctx[1],
-                self.world_size,
-            )
+        self._warned_rank_change = True
+        logger.warning(
+            "this dataset was built for rank %d of %d, but iteration %s finds rank %d of %d (torch.distributed "
+            "initialised after the dataset was built?): it shards for rank %d of %d from now on. len() and "
+            "dropped_per_epoch read before were those of the old world; build the dataset after "
+            "init_process_group (or under torchrun), or pass rank= and world_size=",
+            *old,
+            "in a torch worker" if in_worker else "in this process",
+            *new,
+            *new,
+        )
 
     def __len__(self) -> int:
         """Batches one ``iter()`` (one epoch) yields on this rank, whatever the number of torch workers.
@@ -373,12 +394,7 @@ class TorchChunkDataset(IterableDataset):
         ``torch_workers`` lists each torch worker's own counters. ``dropped_samples`` adds up
         :attr:`dropped_per_epoch` over the epochs iterated.
         """
-        out = self._loader_here(in_worker=False).stats()
-        rows = self._worker_stats.tolist()
-        for j, key in enumerate(SHARED_STATS):
-            out[key] += sum(r[j] for r in rows)
-        out["torch_workers"] = {w: dict(zip(SHARED_STATS, r)) for w, r in enumerate(rows) if any(r)}
-        return out
+        return self._worker_stats.add_to(self._loader_here(in_worker=False).stats())
 
     def close(self) -> None:
         """Stop the workers of every iteration still open in this process; idempotent."""
@@ -389,7 +405,20 @@ class TorchChunkDataset(IterableDataset):
     # -- pickling -----------------------------------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
+        """The dataset's settings, for a copy in another process (torch ``spawn`` / ``forkserver`` workers).
+
+        Pickled by the training process (torch does it when the DataLoader iterator is created), it
+        carries the rank and world size found then: a spawned worker cannot see the process group.
+        """
+        carried: tuple[int, int] | None = self._carried_rank
+        if get_worker_info() is None:
+            try:
+                self._sync_rank(in_worker=False)
+                carried = (self.rank, self.world_size)
+            except UnknownRankError as exc:
+                logger.debug("pickling without a rank (%s): the copy looks again when it iterates", exc)
         state = self.__dict__.copy()
+        state["_carried_rank"] = carried
         # Loaders may hold open iterations; each process builds its own from the settings.
         state["_main"] = None
         state["_local"] = None

@@ -15,13 +15,15 @@ Big batches stay tensors, compacted first when they are a small view of a bigger
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["PIPE_MAX_BYTES", "PipeBatch", "for_transport"]
+from pyloader_core import LoaderIterator
+
+__all__ = ["PIPE_MAX_BYTES", "PipeBatch", "for_transport", "worker_batches"]
 
 #: Batches whose tensors hold at most this many bytes travel through the pipe as numpy bytes.
 PIPE_MAX_BYTES = 512 * 1024
@@ -93,3 +95,25 @@ def for_transport(batch: Any) -> Any:
     if size <= PIPE_MAX_BYTES:
         return PipeBatch(batch)
     return {key: _compact(value) for key, value in batch.items()}
+
+
+def worker_batches(it: LoaderIterator, in_worker: bool, publish: Any = None) -> Iterator[Any]:
+    """Yield ``it``'s batches; closing (``break`` then GC, worker shutdown, exhaustion) stops its workers.
+
+    In a torch worker process, batches are put in the form that crosses to the training process
+    cheapest (:func:`for_transport`), and ``publish()`` copies the worker's
+    counters where the training process can read them, after every batch.
+    """
+    try:
+        if in_worker:
+            for batch in it:
+                out = for_transport(batch)
+                if publish is not None:
+                    publish()
+                yield out
+        else:
+            yield from it
+    finally:
+        it.close()
+        if publish is not None:
+            publish()

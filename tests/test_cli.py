@@ -1,4 +1,4 @@
-"""Tests of the ``pyloader`` command line (:mod:`pyloader_core.cli`): every command, option and error."""
+"""Tests of the ``pyloader`` command line (:mod:`pyloader_core.tools.cli`): every command, option and error."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pyloader_core import JsonLineDataReader, list_files
-from pyloader_core.cli import main
+from pyloader_core.tools.cli import main
 from pyloader_core.index import INDEX_NAME, load_index
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -87,10 +87,10 @@ def test_module_and_console_script_entry_points(tmp_path):
         assert proc.returncode == 0 and "usage: pyloader inspect" in proc.stdout
     eps = [ep for ep in metadata.entry_points(group="console_scripts") if ep.name == "pyloader"]
     if eps:
-        assert eps[0].value == "pyloader_core.cli:main"
+        assert eps[0].value == "pyloader_core.tools.cli:main"
         assert eps[0].load() is main
     cfg = (Path(__file__).resolve().parents[1] / "setup.cfg").read_text()
-    assert "pyloader = pyloader_core.cli:main" in cfg
+    assert "pyloader = pyloader_core.tools.cli:main" in cfg
 
 
 # ------------------------------------------------------------------------------ split
@@ -432,12 +432,12 @@ def test_errors_in_a_real_process(tmp_path):
 
 
 def test_unexpected_errors_are_one_line_unless_traceback(capsys, chunks, monkeypatch):
-    from pyloader_core import cli as cli_module
+    from pyloader_core.tools.cli import run as cli_run
 
     def boom(args):
         raise RuntimeError("kaboom\nsecond line")
 
-    parser = cli_module._build_parser
+    parser = cli_run.build_parser
 
     def patched():
         p = parser()
@@ -445,7 +445,7 @@ def test_unexpected_errors_are_one_line_unless_traceback(capsys, chunks, monkeyp
             action.choices["inspect"].set_defaults(func=boom)
         return p
 
-    monkeypatch.setattr(cli_module, "_build_parser", patched)
+    monkeypatch.setattr(cli_run, "build_parser", patched)
     rc, _, err = run(capsys, "inspect", str(chunks))
     _one_line_error(rc, err, 1, "unexpected RuntimeError: kaboom second line", "--traceback")
     with pytest.raises(RuntimeError):

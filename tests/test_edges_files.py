@@ -12,7 +12,7 @@ import pytest
 from helpers import IdCollator, IdDataset, ids_of, write_id_chunks
 
 from pyloader_core import DataLoader, JsonLineDataReader, NoFilesError, list_files
-from pyloader_core import files as files_module
+from pyloader_core.storage import listing as files_module
 
 
 def rel(paths: list[str], root: Path) -> list[str]:
@@ -25,7 +25,7 @@ def test_symlink_loop_lists_each_file_once(tmp_path: Path, caplog: pytest.LogCap
     (data / "sub" / "c.jsonl").write_text('{"id": 7, "input_text": "1", "label": 0}\n')
     os.symlink("..", data / "sub" / "up")  # data/sub/up -> data: a loop
     os.symlink(data, data / "self")  # data/self -> data: another
-    with caplog.at_level(logging.WARNING, logger="pyloader_core.files"):
+    with caplog.at_level(logging.WARNING, logger="pyloader_core.storage.listing"):
         found = list_files(data)
     assert rel(found, data) == ["chunk000.jsonl", "chunk001.jsonl", "sub/c.jsonl"]
     assert "symlink loop" in caplog.text and str(data) in caplog.text
@@ -36,7 +36,7 @@ def test_symlink_loop_lists_each_file_once(tmp_path: Path, caplog: pytest.LogCap
 def test_recursive_glob_through_a_loop_lists_each_file_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     data = write_id_chunks(tmp_path / "data", [2])
     os.symlink("..", data / "loop")  # glob follows it until the OS refuses (ELOOP)
-    with caplog.at_level(logging.WARNING, logger="pyloader_core.files"):
+    with caplog.at_level(logging.WARNING, logger="pyloader_core.storage.listing"):
         found = list_files(str(data / "**" / "*.jsonl"))
     assert rel(found, data) == ["chunk000.jsonl"]
     assert "left out" in caplog.text
@@ -49,7 +49,7 @@ def test_aliases_and_hard_links_are_listed_once(tmp_path: Path, caplog: pytest.L
     (data / "dir").mkdir()
     os.symlink(data / "dir", data / "dir2")  # the same directory twice
     (data / "dir" / "x.jsonl").write_text("{}\n")
-    with caplog.at_level(logging.WARNING, logger="pyloader_core.files"):
+    with caplog.at_level(logging.WARNING, logger="pyloader_core.storage.listing"):
         found = list_files(data)
     # the first name in the sorted walk wins (so the links, named to sort last, are left out)
     assert rel(found, data) == ["chunk000.jsonl", "chunk001.jsonl", "dir/x.jsonl"]
@@ -94,7 +94,7 @@ def test_fifos_sockets_and_devices_are_skipped_unopened(specials: Path, monkeypa
 
     monkeypatch.setattr(builtins, "open", spy_open)
     monkeypatch.setattr(os, "open", spy_os_open)
-    with caplog.at_level(logging.WARNING, logger="pyloader_core.files"):
+    with caplog.at_level(logging.WARNING, logger="pyloader_core.storage.listing"):
         found = list_files(data)
         globbed = list_files(str(data / "*.jsonl"))
     monkeypatch.undo()

@@ -19,10 +19,10 @@ import pytest
 
 from pyloader_core import DataLoader
 from pyloader_core.errors import DataFormatError
-from pyloader_core.readers import CsvDataReader, JsonLineDataReader, NumpyDataReader
-from pyloader_core.readers import csv as csv_module
-from pyloader_core.readers import jsonl as jsonl_module
-from pyloader_core.readers import numpy as numpy_module
+from pyloader_core.formats import CsvDataReader, JsonLineDataReader, NumpyDataReader
+from pyloader_core.formats import csv as csv_module
+from pyloader_core.formats import jsonl as jsonl_module
+from pyloader_core.formats import numpy as numpy_module
 from pyloader_core.skips import SkipLog, skip_policy
 
 
@@ -290,7 +290,7 @@ _TRUNCATE_AFTER_READ = textwrap.dedent(
     """
     import os, sys
     import numpy as np
-    from pyloader_core.readers import NumpyDataReader
+    from pyloader_core.formats import NumpyDataReader
     path, mmap = sys.argv[1], sys.argv[2] == "1"
     cols, n = NumpyDataReader(mmap=mmap).read_file(path)
     os.truncate(path, 4096)  # the chunk is rewritten in place while the loader still holds it

@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 from helpers import IdCollator, IdDataset, ids_of, write_id_chunks
 
-from pyloader_core import DataLoader, JsonLineDataReader, NumpyDataReader, remote
+from pyloader_core import DataLoader, JsonLineDataReader, NumpyDataReader, storage
 from pyloader_core import index as index_module
 from pyloader_core.errors import PyLoaderError
-from pyloader_core.index import ChecksumError, build_index, verify_checksums, write_index
+from pyloader_core.index import ChecksumError, verify_checksums
+from pyloader_core.storage.checks import CheckedRaw
+from pyloader_core.tools.indexing import build_index, write_index
 
 SIZES = [1000, 7]
 
@@ -66,13 +68,12 @@ def server(tmp_path):
 @pytest.fixture(autouse=True)
 def clean_state(monkeypatch, tmp_path):
     """No cache, verification on, and no index.json remembered from another test."""
-    monkeypatch.delenv(remote.CACHE_DIR_ENV, raising=False)
-    monkeypatch.delenv(remote.CACHE_BYTES_ENV, raising=False)
-    monkeypatch.delenv(remote.VERIFY_ENV, raising=False)
-    monkeypatch.setenv(remote.HTTP_BACKEND_ENV, "urllib")
+    monkeypatch.delenv(storage.CACHE_DIR_ENV, raising=False)
+    monkeypatch.delenv(storage.CACHE_BYTES_ENV, raising=False)
+    monkeypatch.delenv(storage.VERIFY_ENV, raising=False)
     index_module._LISTED.clear()
     yield
-    remote.configure_cache(None)
+    storage.configure_cache(None)
     index_module._LISTED.clear()
 
 
@@ -87,14 +88,26 @@ def test_short_body_is_an_error_naming_the_url_when_streaming(server):
     base, _, srv = server
     url = f"{base}/chunk000.jsonl"
     srv.short.add("/chunk000.jsonl")
-    for read in (JsonLineDataReader().read_file, JsonLineDataReader().count_samples, remote.read_bytes):
-        with pytest.raises(remote.IncompleteReadError, match="body truncated") as info:
+    for read in (JsonLineDataReader().read_file, JsonLineDataReader().count_samples, storage.read_bytes):
+        with pytest.raises(storage.IncompleteReadError, match="body truncated") as info:
             read(url)
         assert url in str(info.value) and info.value.path == url
         assert "Content-Length" in str(info.value)
     srv.short.clear()
     columns, n = JsonLineDataReader().read_file(url)
     assert n == 1000 and columns["id"] == list(range(1000))  # the full body reads as before
+
+
+def test_short_body_through_aiohttp_is_the_librarys_incomplete_read_error(server):
+    """fsspec's HTTP client (aiohttp) raises ClientPayloadError on a cut body: it becomes IncompleteReadError."""
+    aiohttp = pytest.importorskip("aiohttp")
+    base, _, srv = server
+    url = f"{base}/chunk000.jsonl"
+    srv.short.add("/chunk000.jsonl")
+    with pytest.raises(storage.IncompleteReadError, match="body truncated") as info:
+        storage.read_bytes(url, use_cache=False)
+    assert isinstance(info.value.__cause__, aiohttp.ClientPayloadError)
+    assert info.value.path == url and "Content-Length" in str(info.value)
 
 
 def test_short_body_fails_the_loader_or_is_counted_under_skip(server):
@@ -106,7 +119,7 @@ def test_short_body_fails_the_loader_or_is_counted_under_skip(server):
     )
     assert len(loader) == len(skipping) == -(-sum(SIZES) // 50)  # counted while the bodies were whole
     srv.short.add("/chunk000.jsonl")
-    with pytest.raises(remote.IncompleteReadError, match="chunk000.jsonl"):
+    with pytest.raises(storage.IncompleteReadError, match="chunk000.jsonl"):
         list(loader)
     assert sorted(ids_of(skipping)) == list(range(1000, 1007))  # none of the half-read chunk's records
     stats = skipping.stats()
@@ -121,9 +134,9 @@ def test_short_body_never_enters_the_cache(server, tmp_path):
     base, _, srv = server
     url = f"{base}/chunk000.jsonl"
     cache = tmp_path / "cache"
-    remote.configure_cache(cache, "10MB")
+    storage.configure_cache(cache, "10MB")
     srv.short.add("/chunk000.jsonl")
-    with pytest.raises(remote.IncompleteReadError, match="chunk000.jsonl"):
+    with pytest.raises(storage.IncompleteReadError, match="chunk000.jsonl"):
         JsonLineDataReader().read_file(url)
     assert _cached(cache) == [] and not any(cache.iterdir())  # no copy, no temporary file
     srv.short.clear()
@@ -135,15 +148,15 @@ def test_short_body_of_a_random_access_read(server):
     base, www, srv = server
     np.save(www / "a.npy", np.arange(10_000))
     srv.short.add("/a.npy")
-    with pytest.raises(remote.IncompleteReadError, match="a.npy"):
+    with pytest.raises(storage.IncompleteReadError, match="a.npy"):
         NumpyDataReader().read_file(f"{base}/a.npy")
 
 
 def test_incomplete_read_error_is_an_oserror_that_pickles():
-    err = remote.IncompleteReadError("http://h/x: body truncated: 1 of 2 bytes (Content-Length)", "http://h/x")
+    err = storage.IncompleteReadError("http://h/x: body truncated: 1 of 2 bytes (Content-Length)", "http://h/x")
     assert isinstance(err, OSError) and isinstance(err, PyLoaderError)
     back = pickle.loads(pickle.dumps(err))
-    assert type(back) is remote.IncompleteReadError and back.path == "http://h/x" and str(back) == str(err)
+    assert type(back) is storage.IncompleteReadError and back.path == "http://h/x" and str(back) == str(err)
 
 
 # ---------------------------------------------------------------------------- index.json checksums
@@ -173,7 +186,7 @@ def test_chunk_that_differs_from_index_json_is_refused_while_read(server, tmp_pa
     with pytest.raises(ChecksumError):
         JsonLineDataReader().count_samples(url)
     cache = tmp_path / "cache"
-    remote.configure_cache(cache, "10MB")
+    storage.configure_cache(cache, "10MB")
     with pytest.raises(ChecksumError):
         JsonLineDataReader().read_file(url)
     assert _cached(cache) == []  # the bad copy was not kept
@@ -189,9 +202,9 @@ def test_rebuilt_index_is_picked_up_and_verification_can_be_turned_off(server, m
     url = f"{base}/chunk000.jsonl"
     JsonLineDataReader().read_file(url)  # the index is now remembered by this process
     _corrupt_same_size(www / "chunk000.jsonl")
-    monkeypatch.setenv(remote.VERIFY_ENV, "0")
+    monkeypatch.setenv(storage.VERIFY_ENV, "0")
     assert JsonLineDataReader().read_file(url)[1] == 1000  # off: only lengths are checked
-    monkeypatch.delenv(remote.VERIFY_ENV)
+    monkeypatch.delenv(storage.VERIFY_ENV)
     with pytest.raises(ChecksumError):
         JsonLineDataReader().read_file(url)
     _index(www)  # rebuilt for the changed chunk
@@ -228,14 +241,14 @@ def test_index_json_itself_and_unlisted_files_are_read_unchecked(server):
     (www / "extra.jsonl").write_text('{"id": 1, "input_text": "2", "label": 0}\n')
     _index(www)  # lists chunk000 and chunk001 only
     assert JsonLineDataReader().read_file(f"{base}/extra.jsonl")[1] == 1
-    assert remote.read_bytes(f"{base}/index.json", use_cache=False).startswith(b"{")
+    assert storage.read_bytes(f"{base}/index.json", use_cache=False).startswith(b"{")
     digest = hashlib.sha256((www / "chunk001.jsonl").read_bytes()).hexdigest()
-    assert index_module.file_sha256(f"{base}/chunk001.jsonl") == digest
+    assert storage.file_sha256(f"{base}/chunk001.jsonl") == digest
     entry = index_module.listed_entry(f"{base}/chunk001.jsonl")
     assert entry is not None and entry.sha256 == digest
     assert index_module.listed_entry(f"{base}/extra.jsonl") is None
-    with remote.unverified():
-        assert remote.cached_path(f"{base}/chunk001.jsonl") is None
+    with storage.unverified():
+        assert storage.cached_path(f"{base}/chunk001.jsonl") is None
 
 
 def test_checked_stream_reads_every_byte_once():
@@ -251,9 +264,9 @@ def test_checked_stream_reads_every_byte_once():
             return super().readinto(b)
 
     entry = index_module.ChunkEntry("x.bin", 1, len(payload), hashlib.sha256(payload).hexdigest(), "")
-    stream = io.BufferedReader(remote._CheckedRaw(Body(payload), "http://127.0.0.1:9/x.bin", entry), 1 << 20)
+    stream = io.BufferedReader(CheckedRaw(Body(payload), "http://127.0.0.1:9/x.bin", entry), 1 << 20)
     assert stream.read() == payload
     assert Body.reads <= len(payload) // (1 << 20) + 2  # 1 MiB blocks, and the end
     bad = index_module.ChunkEntry("x.bin", 1, len(payload), "0" * 64, "")
     with pytest.raises(ChecksumError, match="http://127.0.0.1:9/x.bin"):
-        io.BufferedReader(remote._CheckedRaw(Body(payload), "http://127.0.0.1:9/x.bin", bad)).read()
+        io.BufferedReader(CheckedRaw(Body(payload), "http://127.0.0.1:9/x.bin", bad)).read()

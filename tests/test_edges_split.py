@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pyloader_core import JsonLineDataReader, list_files, remote
-from pyloader_core import split as split_module
-from pyloader_core.cli import main
+from pyloader_core import JsonLineDataReader, list_files, storage
 from pyloader_core.index import INDEX_NAME, load_index
-from pyloader_core.split import split
+from pyloader_core.tools.cli import main
+from pyloader_core.tools.split import split
+from pyloader_core.tools.split.writers import HashingRaw
 
 
 def write_jsonl(path: Path, n: int, start: int = 0) -> Path:
@@ -45,7 +45,7 @@ def full_disk_on_index(monkeypatch: pytest.MonkeyPatch) -> None:
             f.write(data[: len(data) // 2])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
-    monkeypatch.setattr(remote, "write_bytes", write_bytes)
+    monkeypatch.setattr(storage, "write_bytes", write_bytes)
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
@@ -62,7 +62,7 @@ def test_full_disk_while_index_is_written_leaves_no_output(tmp_path, monkeypatch
 def test_full_disk_while_a_chunk_is_written_leaves_no_output(tmp_path, monkeypatch):
     src = write_jsonl(tmp_path / "in.jsonl", 2000)
     (tmp_path / "tmp").mkdir()
-    real = split_module._HashingRaw.write
+    real = HashingRaw.write
     calls = {"n": 0}
 
     def write(self, b):
@@ -71,7 +71,7 @@ def test_full_disk_while_a_chunk_is_written_leaves_no_output(tmp_path, monkeypat
             enospc()
         return real(self, b)
 
-    monkeypatch.setattr(split_module._HashingRaw, "write", write)
+    monkeypatch.setattr(HashingRaw, "write", write)
     with pytest.raises(OSError, match="No space"):
         split(str(src), tmp_path / "out", samples_per_chunk=300, shuffle=True, tmp_dir=str(tmp_path / "tmp"))
     assert calls["n"] == 3

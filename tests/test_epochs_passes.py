@@ -228,7 +228,7 @@ def test_a_loaded_state_wins_over_set_epoch_and_says_so(data, caplog):
     resumed = make(data)
     resumed.load_state_dict(state)
     assert resumed.state_dict() == state  # a pending state is what state_dict reports
-    with caplog.at_level(logging.WARNING, logger="pyloader_core.loader"):
+    with caplog.at_level(logging.WARNING, logger="pyloader_core.runtime.loader"):
         resumed.set_epoch(0)  # the same epoch: no warning
         assert not caplog.records
         resumed.set_epoch(3)

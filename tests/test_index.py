@@ -25,16 +25,14 @@ from pyloader_core.index import (
     INDEX_NAME,
     ChecksumError,
     Index,
-    build_index,
     check_checksums,
-    detect_format,
-    format_of_reader,
     load_index,
     lookup_counts,
     relative_name,
     verify_checksums,
-    write_index,
 )
+from pyloader_core.formats import detect_format, format_of_reader
+from pyloader_core.tools.indexing import build_index, write_index
 
 
 @pytest.mark.parametrize(
@@ -258,3 +256,14 @@ def test_verify_checksums(tmp_path):
         check_checksums(all_files)
     assert lookup_counts(files[:1]) == [4]  # the size check alone does not see the flipped byte
     assert verify_checksums([]) == []
+
+
+def test_index_written_with_the_old_text_format_name_still_loads(tmp_path):
+    """Older index.json files name the text format "text": it is an alias of "txt", and counts are used."""
+    (tmp_path / "a.txt").write_text("one\ntwo\nthree\n")
+    size = (tmp_path / "a.txt").stat().st_size
+    chunk = {"name": "a.txt", "samples": 3, "bytes": size, "sha256": "", "format": "text"}
+    (tmp_path / INDEX_NAME).write_text(json.dumps({"pyloader_index": 1, "chunks": [chunk]}))
+    index = load_index(str(tmp_path), strict=True)
+    assert index is not None and index.chunks["a.txt"].format == "txt"
+    assert lookup_counts([str(tmp_path / "a.txt")], TextLineDataReader()) == [3]

@@ -9,7 +9,8 @@ import pytest
 from helpers import IdDataset, IdReader, ids_of, write_id_chunks
 
 from pyloader_core import DataLoader, list_files
-from pyloader_core.index import ChecksumError, build_index, write_index
+from pyloader_core.index import ChecksumError
+from pyloader_core.tools.indexing import build_index, write_index
 
 SIZES = [6, 9, 4, 11]
 
@@ -80,7 +81,7 @@ def test_verify_detects_a_flipped_byte(indexed):
 
 def test_progress_bar_counts_every_sample(indexed, monkeypatch):
     pytest.importorskip("tqdm", reason="progress=True needs tqdm")
-    import pyloader_core.progress as progress
+    import pyloader_core.runtime.progress as progress
 
     out = io.StringIO()
     bars = []
@@ -101,7 +102,7 @@ def test_progress_bar_counts_every_sample(indexed, monkeypatch):
 
 
 def test_progress_without_tqdm_fails_in_the_constructor(indexed, monkeypatch):
-    import pyloader_core.progress as progress
+    import pyloader_core.runtime.progress as progress
 
     def missing():
         raise ImportError("progress=True needs tqdm: pip install pyloader[progress]")

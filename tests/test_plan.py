@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyloader_core import ConfigError, Shard, plan_epoch
-from pyloader_core.plan import derive_seed, dropped_block
+from pyloader_core.runtime.plan import derive_seed, dropped_block
 
 PATHS = [f"f{i}" for i in range(6)]
 COUNTS = [10, 0, 7, 3, 25, 1]

@@ -1,4 +1,4 @@
-"""Tests of :mod:`pyloader_core.progress` (the ``progress=True`` bar)."""
+"""Tests of :mod:`pyloader_core.runtime.progress` (the ``progress=True`` bar)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from pyloader_core import progress
-from pyloader_core.progress import ProgressBar, check_available
+from pyloader_core.runtime import progress
+from pyloader_core.runtime.progress import ProgressBar, check_available
 
 
 def _bar(total, out):

@@ -1,4 +1,4 @@
-"""Tests of the built-in readers in ``pyloader_core.readers`` and their registry."""
+"""Tests of the built-in readers in ``pyloader_core.formats`` and their registry."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from pyloader_core.errors import ConfigError, DataFormatError
 from pyloader_core.reader import DataReader, check_columns
-from pyloader_core.readers import (
+from pyloader_core.formats import (
     READERS,
     CsvDataReader,
     JsonLineDataReader,
@@ -27,7 +27,7 @@ from pyloader_core.readers import (
     TextLineDataReader,
     get_reader,
 )
-from pyloader_core.readers import jsonl as jsonl_module
+from pyloader_core.formats import jsonl as jsonl_module
 from pyloader_core.skips import SkipLog, skip_policy
 
 # ---------------------------------------------------------------------------- helpers
@@ -128,7 +128,7 @@ def test_jsonl_count_matches_read_at_any_block_boundary(
 
 
 def jsonl_module_open_blocks(path: str, size: int) -> Any:
-    from pyloader_core.readers._open import iter_blocks
+    from pyloader_core.storage.compression import iter_blocks
 
     return iter_blocks(path, size)
 

@@ -28,9 +28,10 @@ from pyloader_core import (
     ParquetDataReader,
     TextLineDataReader,
     list_files,
-    remote,
+    storage,
 )
-from pyloader_core.index import build_index, load_index, lookup_counts, verify_checksums, write_index
+from pyloader_core.index import load_index, lookup_counts, verify_checksums
+from pyloader_core.tools.indexing import build_index, write_index
 
 
 def _importable(name: str) -> bool:
@@ -44,23 +45,25 @@ def _importable(name: str) -> bool:
 HAVE_FSSPEC = _importable("fsspec")
 HAVE_AIOHTTP = _importable("aiohttp")
 needs_fsspec = pytest.mark.skipif(not HAVE_FSSPEC, reason="fsspec is not installed (pip install pyloader[remote])")
-# HTTP goes through the standard library always; through fsspec too where its HTTP support is installed.
-HTTP_BACKENDS = ["urllib"] + (["fsspec"] if HAVE_FSSPEC and HAVE_AIOHTTP else [])
+# HTTP goes through fsspec's HTTPFileSystem, which needs aiohttp.
+needs_http = pytest.mark.skipif(
+    not (HAVE_FSSPEC and HAVE_AIOHTTP), reason="HTTP needs fsspec and aiohttp (pip install pyloader[remote])"
+)
 
 SIZES = [11, 7, 15]
 
 
 def test_is_url():
-    assert remote.is_url("s3://b/k") and remote.is_url("memory://x") and remote.is_url("file:///tmp/x")
-    assert not remote.is_url("data/x.jsonl") and not remote.is_url(Path("x"))
-    assert remote.is_http("HTTPS://example.org/x") and not remote.is_http("s3://b/k")
+    assert storage.is_url("s3://b/k") and storage.is_url("memory://x") and storage.is_url("file:///tmp/x")
+    assert not storage.is_url("data/x.jsonl") and not storage.is_url(Path("x"))
+    assert storage.is_http("HTTPS://example.org/x") and not storage.is_http("s3://b/k")
 
 
 def test_local_paths_never_import_fsspec(tmp_path):
     d = write_id_chunks(tmp_path / "d", [3])
     code = (
-        "import sys; from pyloader_core import list_files, JsonLineDataReader; from pyloader_core import remote\n"
-        f"files = list_files({str(d)!r}); JsonLineDataReader().read_file(files[0]); remote.file_size(files[0])\n"
+        "import sys; from pyloader_core import list_files, JsonLineDataReader; from pyloader_core import storage\n"
+        f"files = list_files({str(d)!r}); JsonLineDataReader().read_file(files[0]); storage.file_size(files[0])\n"
         "assert 'fsspec' not in sys.modules, 'fsspec imported'"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -175,8 +178,8 @@ def test_memory_index_build_lookup_verify(mem):
     fs.pipe_file(files[1][len("memory://") :], b'{"id": 1, "input_text": "2", "label": 0}\n')
     assert lookup_counts(files) is None  # stale: the size changed
     assert verify_checksums(files) == [files[1]]
-    assert remote.file_size(files[0]) == fs.size(files[0][len("memory://") :])
-    assert remote.exists(files[0]) and not remote.exists(url + "/nope")
+    assert storage.file_size(files[0]) == fs.size(files[0][len("memory://") :])
+    assert storage.exists(files[0]) and not storage.exists(url + "/nope")
 
 
 def test_file_url_goes_through_fsspec(tmp_path):
@@ -219,26 +222,22 @@ def http_root(tmp_path):
         thread.join(10)
 
 
-@pytest.fixture(params=HTTP_BACKENDS)
-def backend(request, monkeypatch):
-    monkeypatch.setenv(remote.HTTP_BACKEND_ENV, request.param)
-    return request.param
-
-
 def _urls(base: str) -> list[str]:
     return [f"{base}/chunk{i:03d}.jsonl" for i in range(len(SIZES))]
 
 
-def test_http_loader_yields_every_sample_once(http_root, backend):
+@needs_http
+def test_http_loader_yields_every_sample_once(http_root):
     base, _, _ = http_root
     urls = _urls(base)
     assert list_files(urls) == urls
     loader = DataLoader(JsonLineDataReader(batch_size=4), IdDataset(), IdCollator(), urls, num_workers=2, shuffle=True)
     assert sorted(ids_of(loader)) == list(range(sum(SIZES)))
-    assert remote.file_size(urls[0]) == (http_root[1] / "chunk000.jsonl").stat().st_size
+    assert storage.file_size(urls[0]) == (http_root[1] / "chunk000.jsonl").stat().st_size
 
 
-def test_http_loader_with_process_workers(http_root, backend):
+@needs_http
+def test_http_loader_with_process_workers(http_root):
     base, _, _ = http_root
     loader = DataLoader(
         JsonLineDataReader(batch_size=4), IdDataset(), IdCollator(), _urls(base), num_workers=2, worker_type="process"
@@ -246,7 +245,8 @@ def test_http_loader_with_process_workers(http_root, backend):
     assert ids_of(loader) == list(range(sum(SIZES)))
 
 
-def test_http_directory_listing_and_missing_urls(http_root, backend):
+@needs_http
+def test_http_directory_listing_and_missing_urls(http_root):
     base, www, _ = http_root
     (www / "index.json").write_text("{}")
     (www / ".hidden.jsonl").write_text("{}")
@@ -256,10 +256,11 @@ def test_http_directory_listing_and_missing_urls(http_root, backend):
         list_files(base + "/missing.jsonl")
     with pytest.raises(FileNotFoundError):
         JsonLineDataReader().read_file(base + "/missing.jsonl")
-    assert not remote.exists(base + "/missing.jsonl") and remote.exists(_urls(base)[0])
+    assert not storage.exists(base + "/missing.jsonl") and storage.exists(_urls(base)[0])
 
 
-def test_http_compressed_parquet_numpy_and_index(http_root, backend):
+@needs_http
+def test_http_compressed_parquet_numpy_and_index(http_root):
     base, www, _ = http_root
     (www / "z.jsonl.gz").write_bytes(gzip.compress((www / "chunk000.jsonl").read_bytes()))
     np.save(www / "a.npy", np.arange(10))
@@ -285,23 +286,24 @@ def test_http_compressed_parquet_numpy_and_index(http_root, backend):
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    monkeypatch.delenv(remote.CACHE_DIR_ENV, raising=False)
-    monkeypatch.delenv(remote.CACHE_BYTES_ENV, raising=False)
+    monkeypatch.delenv(storage.CACHE_DIR_ENV, raising=False)
+    monkeypatch.delenv(storage.CACHE_BYTES_ENV, raising=False)
     yield tmp_path / "cache"
-    remote.configure_cache(None)
+    storage.configure_cache(None)
 
 
 def _cached(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if not p.name.startswith("."))
 
 
-def test_cache_serves_repeat_reads_and_evicts_least_recently_used(http_root, backend, cache):
+@needs_http
+def test_cache_serves_repeat_reads_and_evicts_least_recently_used(http_root, cache):
     base, www, server = http_root
     urls = _urls(base)
     sizes = [(www / u.rsplit("/", 1)[1]).stat().st_size for u in urls]
     limit = sizes[0] + sizes[2] + 10  # room for chunk000 and chunk002, not for all three
-    remote.configure_cache(cache, limit)
-    assert remote.cache_settings() == (str(cache), limit)
+    storage.configure_cache(cache, limit)
+    assert storage.cache_settings() == (str(cache), limit)
     reader = JsonLineDataReader()
     first = reader.read_file(urls[0])
     assert reader.read_file(urls[0]) == first
@@ -317,24 +319,26 @@ def test_cache_serves_repeat_reads_and_evicts_least_recently_used(http_root, bac
     assert server.gets["/chunk001.jsonl"] == 2
 
 
-def test_cache_skips_files_over_the_limit_and_notices_changes(http_root, backend, cache):
+@needs_http
+def test_cache_skips_files_over_the_limit_and_notices_changes(http_root, cache):
     base, www, server = http_root
     url = _urls(base)[2]
-    remote.configure_cache(cache, "100")  # smaller than any chunk: stream, never cache
+    storage.configure_cache(cache, "100")  # smaller than any chunk: stream, never cache
     JsonLineDataReader().read_file(url)
     JsonLineDataReader().read_file(url)
     assert server.gets["/chunk002.jsonl"] == 2 and _cached(cache) == []
-    remote.configure_cache(cache, "1MB")
+    storage.configure_cache(cache, "1MB")
     n = JsonLineDataReader().count_samples(url)
     with open(www / "chunk002.jsonl", "a") as f:
         f.write('{"id": 100, "input_text": "1", "label": 0}\n')
     assert JsonLineDataReader().count_samples(url) == n + 1  # a changed file is fetched again
 
 
-def test_cache_is_used_by_process_workers_and_numpy_memory_maps(http_root, backend, cache):
+@needs_http
+def test_cache_is_used_by_process_workers_and_numpy_memory_maps(http_root, cache):
     base, www, _ = http_root
-    remote.configure_cache(cache, "10MB")
-    assert os.environ[remote.CACHE_DIR_ENV] == str(cache)  # inherited by spawned workers
+    storage.configure_cache(cache, "10MB")
+    assert os.environ[storage.CACHE_DIR_ENV] == str(cache)  # inherited by spawned workers
     loader = DataLoader(
         JsonLineDataReader(batch_size=4), IdDataset(), IdCollator(), _urls(base), num_workers=1, worker_type="process"
     )
@@ -348,22 +352,22 @@ def test_cache_is_used_by_process_workers_and_numpy_memory_maps(http_root, backe
 
 
 def test_configure_cache_validates_and_turns_off(cache, monkeypatch):
-    remote.configure_cache(cache)
-    assert remote.cache_settings() == (str(cache), remote.DEFAULT_CACHE_BYTES)
-    remote.configure_cache(None)
-    assert remote.cache_settings() is None
+    storage.configure_cache(cache)
+    assert storage.cache_settings() == (str(cache), storage.DEFAULT_CACHE_BYTES)
+    storage.configure_cache(None)
+    assert storage.cache_settings() is None
     with pytest.raises(ValueError, match="bad size"):
-        remote.configure_cache(cache, "lots")
-    monkeypatch.setenv(remote.CACHE_DIR_ENV, str(cache))
-    monkeypatch.setenv(remote.CACHE_BYTES_ENV, "2GB")
-    assert remote.cache_settings() == (str(cache), 2 << 30)
-    assert remote.cached_path("local/file.jsonl") is None
+        storage.configure_cache(cache, "lots")
+    monkeypatch.setenv(storage.CACHE_DIR_ENV, str(cache))
+    monkeypatch.setenv(storage.CACHE_BYTES_ENV, "2GB")
+    assert storage.cache_settings() == (str(cache), 2 << 30)
+    assert storage.cached_path("local/file.jsonl") is None
 
 
 def test_write_bytes_and_join(tmp_path):
-    remote.write_bytes(str(tmp_path / "a.json"), b"{}")
+    storage.write_bytes(str(tmp_path / "a.json"), b"{}")
     assert (tmp_path / "a.json").read_bytes() == b"{}"
-    assert remote.join("s3://b/data/", "sub/x.jsonl") == "s3://b/data/sub/x.jsonl"
-    assert remote.join(str(tmp_path), "sub/x") == str(tmp_path / "sub" / "x")
+    assert storage.join("s3://b/data/", "sub/x.jsonl") == "s3://b/data/sub/x.jsonl"
+    assert storage.join(str(tmp_path), "sub/x") == str(tmp_path / "sub" / "x")
     with pytest.raises(OSError, match="HTTP"):
-        remote.write_bytes("http://127.0.0.1:1/x", b"")
+        storage.write_bytes("http://127.0.0.1:1/x", b"")

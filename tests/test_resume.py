@@ -195,8 +195,8 @@ def test_reordered_files_are_rejected(own):
 
 
 def test_rewritten_content_is_caught_through_the_index(own):
-    from pyloader_core.index import build_index, write_index
-    from pyloader_core.files import list_files
+    from pyloader_core.tools.indexing import build_index, write_index
+    from pyloader_core.storage.listing import list_files
 
     write_index(own, build_index(list_files(own), "jsonl", str(own)))
     _, state, _ = _stopped(own)
@@ -212,8 +212,8 @@ def test_rewritten_content_is_caught_through_the_index(own):
 
 
 def test_an_index_added_since_is_no_change(own):
-    from pyloader_core.index import build_index, write_index
-    from pyloader_core.files import list_files
+    from pyloader_core.tools.indexing import build_index, write_index
+    from pyloader_core.storage.listing import list_files
 
     head, state, full = _stopped(own, shuffle=True)
     write_index(own, build_index(list_files(own), "jsonl", str(own)))
@@ -236,7 +236,7 @@ def test_strict_files_false_resumes_on_purpose_with_a_warning(own, caplog):
     _, state, _ = _stopped(own)
     write_id_chunks(own, [4], prefix="chunk9")
     resumed = make(own)
-    with caplog.at_level(logging.WARNING, logger="pyloader_core.loader"):
+    with caplog.at_level(logging.WARNING, logger="pyloader_core.runtime.loader"):
         resumed.load_state_dict(state, strict_files=False)
     messages = [r.getMessage() for r in caplog.records]
     assert any("added: chunk9000.jsonl" in m and "strict_files=False" in m for m in messages)
@@ -263,7 +263,7 @@ def test_large_file_sets_keep_only_digests(tmp_path):
 
 def test_remote_files_are_fingerprinted_by_their_reported_size():
     fsspec = pytest.importorskip("fsspec")
-    from pyloader_core.loader import files_changes, files_fingerprint
+    from pyloader_core.runtime.fingerprint import files_changes, files_fingerprint
 
     fs = fsspec.filesystem("memory")
     for i, n in enumerate([10, 20, 30]):
@@ -290,7 +290,7 @@ def test_version_1_states_load_with_a_warning(data, caplog):
     old = {k: v for k, v in state.items() if k not in {"files", "pass_end"}}
     old.update(version=1, num_files=len(SIZES))  # what PyLoader wrote before files were fingerprinted
     resumed = make(data, **cfg)
-    with caplog.at_level(logging.WARNING, logger="pyloader_core.loader"):
+    with caplog.at_level(logging.WARNING, logger="pyloader_core.runtime.loader"):
         resumed.load_state_dict(old)
     assert any("version 1" in r.getMessage() for r in caplog.records)
     assert head + batches(resumed) == full  # a version 1 pass ran up to num_epoch, and still does

@@ -6,7 +6,7 @@ import pytest
 from helpers import IdDataset, IdReader, ids_of
 
 from pyloader_core import DataLoader, Shard
-from pyloader_core.runtime.engine import Position
+from pyloader_core.runtime.position import Position
 
 MODES = [
     dict(num_workers=2),

@@ -1,4 +1,4 @@
-"""Tests of :mod:`pyloader_core.split`: streaming, rolling over, formats, compression, shuffle, index."""
+"""Tests of :mod:`pyloader_core.tools.split`: streaming, rolling over, formats, compression, shuffle, index."""
 
 from __future__ import annotations
 
@@ -21,10 +21,13 @@ from pyloader_core import (
     TextLineDataReader,
     list_files,
 )
-from pyloader_core import split as split_module
 from pyloader_core.errors import ConfigError, DataFormatError
-from pyloader_core.index import INDEX_NAME, load_index
-from pyloader_core.split import split
+from pyloader_core.formats import FORMATS
+from pyloader_core.formats import base as formats_base
+from pyloader_core.index import INDEX_NAME, ChunkEntry, load_index
+from pyloader_core.tools import split as split_module
+from pyloader_core.tools.split import split
+from pyloader_core.tools.split.staging import widen_names
 
 
 def write_jsonl(path: Path, n: int, start: int = 0, width: int = 20) -> Path:
@@ -397,12 +400,12 @@ def test_remote_input(tmp_path):
 
 def test_many_chunks_keep_sorting(tmp_path):
     """Past 10**digits chunks the names are widened so that they still sort in order."""
-    few = [split_module.ChunkEntry(f"part-{i}.txt", 1, 1, "", "txt") for i in range(10)]
-    assert split_module._widen_names(str(tmp_path), few, digits=1) == few  # 0..9 fit one digit
-    many = [split_module.ChunkEntry(f"part-{i}.txt", 1, 1, "", "txt") for i in range(11)]
+    few = [ChunkEntry(f"part-{i}.txt", 1, 1, "", "txt") for i in range(10)]
+    assert widen_names(str(tmp_path), few, digits=1) == few  # 0..9 fit one digit
+    many = [ChunkEntry(f"part-{i}.txt", 1, 1, "", "txt") for i in range(11)]
     for c in many:
         (tmp_path / c.name).write_text(c.name)
-    renamed = split_module._widen_names(str(tmp_path), many, digits=1)
+    renamed = widen_names(str(tmp_path), many, digits=1)
     assert [c.name for c in renamed] == [f"part-{i:02d}.txt" for i in range(11)]
     assert sorted(c.name for c in renamed) == [c.name for c in renamed]
     assert (tmp_path / "part-03.txt").read_text() == "part-3.txt"
@@ -412,7 +415,7 @@ def test_many_chunks_keep_sorting(tmp_path):
 def test_split_reads_through_a_bytes_buffer_only_a_block_at_a_time(tmp_path):
     """The line source yields blocks of at most ~1 MiB, whatever the file size."""
     src = write_jsonl(tmp_path / "in.jsonl", 30000, width=80)
-    source = split_module._LineSource("jsonl")
+    source = FORMATS["jsonl"].split_source(1 << 20)
     sizes = [sum(map(len, block)) for block in source.blocks([str(src)])]
     assert sum(sizes) == src.stat().st_size
-    assert max(sizes) <= split_module._BLOCK_BYTES + 200
+    assert max(sizes) <= formats_base._BLOCK_BYTES + 200

@@ -89,7 +89,7 @@ def test_strict_files_false_restores_onto_changed_files(tmp_path, caplog):
     assert len(head) == 2
     write_id_chunks(data, [4], prefix="extra")  # a file added
     resumed = make(data)
-    with caplog.at_level(logging.WARNING, logger="pyloader_core.loader"):
+    with caplog.at_level(logging.WARNING, logger="pyloader_core.runtime.loader"):
         tf.train.Checkpoint(loader=TFLoaderState(resumed.pyloader, strict_files=False)).restore(path).assert_consumed()
     assert any("added: extra000.jsonl" in r.getMessage() for r in caplog.records)
     tail = ids(resumed)
@@ -108,3 +108,50 @@ def test_cardinality_counts_one_epoch(tmp_path):
     assert int(ds.cardinality()) == len(ds) == per_epoch == ds.pyloader.loader.batches_per_epoch()
     assert len(ids(ds)) == len(ids(ds)) == per_epoch  # every iteration is one epoch of that many
     assert ds.pyloader.next_epoch == 2
+
+
+def test_peek_before_training_does_not_use_up_the_restored_position(tmp_path):
+    """Keras 3's fit under a strategy peeks at a batch before on_train_begin; EpochSyncCallback re-arms."""
+    from pyloader_tf import EpochSyncCallback
+
+    data = write_id_chunks(tmp_path / "d", SIZES)
+    full = ids(make(data))
+    ds = make(data)
+    it = iter(ds)
+    head = [next(it)["id"].numpy().tolist() for _ in range(4)]
+    ds.pyloader.batches_per_step = 2  # e.g. two replicas fed by this pipeline
+    ds.pyloader.record_steps(2)  # 2 steps: 4 batches handed to training
+    state = ds.pyloader.state_dict()
+    del it
+
+    resumed = make(data)
+    resumed.pyloader.load_state_dict(state)
+    assert resumed.pyloader.state_dict() == state  # saved again before resuming: the same position
+    callback = EpochSyncCallback(resumed)
+    next(iter(resumed))  # the peek takes the restored position...
+    callback.on_train_begin()  # ... and is recognised: nothing of it was counted as trained on
+    callback.on_epoch_begin(0)
+    tail = ids(resumed)
+    callback.on_train_batch_end(len(tail) - 1)
+    assert head + tail == full
+    callback.on_train_end()
+    assert ids(resumed) and resumed.pyloader.next_epoch == 2  # then the next epoch, from its start
+    with pytest.raises(ConfigError, match="batches_per_step"):
+        resumed.pyloader.batches_per_step = 0
+
+
+def test_declared_cardinality_and_a_mid_epoch_state(tmp_path):
+    data = write_id_chunks(tmp_path / "d", SIZES)
+    ds = make(data)
+    it = iter(ds)
+    next(it)
+    ds.pyloader.record_steps(1)
+    state = ds.pyloader.state_dict()
+    del it
+    counted = make_tf_dataset(JsonLineDataReader(batch_size=6), None, TFCollator(), data, shuffle=True,
+                              shuffle_buffer=2, count_batches=True)
+    with pytest.raises(ConfigError, match="restore the state before building the dataset"):
+        counted.pyloader.load_state_dict(state)
+    source = counted.pyloader
+    source.load_state_dict({**state, "loader": {**state["loader"], "offset": 0, "window": 0}})  # epoch start: fine
+    assert len(ids(source.dataset())) == -(-sum(SIZES) // 6)

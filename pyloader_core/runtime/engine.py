@@ -19,51 +19,31 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 
-from pyloader_core.runtime.autotune import WorkerAutoscaler
 from pyloader_core.collator import DataCollator
 from pyloader_core.dataset import Dataset
-from pyloader_core.errors import DataFormatError
-from pyloader_core.runtime.execute import (
-    WindowResult,
-    WindowWork,
-    concat,
-    describe_work,
-    encode_batch,
-    run_window,
-)
-from pyloader_core.runtime.keeper import PoolKeeper
-from pyloader_core.runtime.memory import MemoryBudget, release_free_memory
 from pyloader_core.options import LoaderOptions
-from pyloader_core.plan import EpochPlan
-from pyloader_core.progress import ProgressBar
 from pyloader_core.reader import Columns, DataReader
-from pyloader_core.skips import SkipLog, SkippedItem
-from pyloader_core.runtime.stats import LoaderStats
+from pyloader_core.runtime.autotune import WorkerAutoscaler
+from pyloader_core.runtime.execute import WindowResult, WindowWork, concat, describe_work, encode_batch, run_window
+from pyloader_core.runtime.keeper import PoolKeeper
 from pyloader_core.runtime.launch import resolve_start_method
+from pyloader_core.runtime.memory import MemoryBudget, release_free_memory
+from pyloader_core.runtime.plan import EpochPlan
+from pyloader_core.runtime.position import Position
 from pyloader_core.runtime.pools import WorkerPool, make_pool
+from pyloader_core.runtime.progress import ProgressBar
+from pyloader_core.runtime.schema import SchemaGuard
+from pyloader_core.runtime.stats import LoaderStats
+from pyloader_core.runtime.windows import counted, length, window_planned, window_size
 from pyloader_core.runtime.worker_loop import Task, WorkerSpec
+from pyloader_core.skips import SkipLog, SkippedItem
 
-__all__ = ["BatchStream", "Position"]
+__all__ = ["BatchStream"]
 
 logger = logging.getLogger(__name__)
 
 _AUTO_QUEUE_LIMIT = 64  # chunks in flight at most when max_memory decides
 _pass_ids = itertools.count(1)  # every pass tags its tasks, so a kept pool never feeds one pass another's
-
-
-@dataclasses.dataclass(frozen=True)
-class Position:
-    """Where a stream stands: the next sample is ``offset`` into shuffle window ``window`` of ``epoch``.
-
-    A window is ``shuffle_buffer`` consecutive units of the plan (one unit without a buffer);
-    ``offset`` counts its planned positions (bad records skipped under ``on_error="skip"`` included).
-    This is all a checkpoint needs: the plan and every shuffle are re-derived from the seed, and
-    windows before ``window`` are never read again.
-    """
-
-    epoch: int
-    window: int = 0
-    offset: int = 0
 
 
 class BatchStream:
@@ -113,9 +93,7 @@ class BatchStream:
         self._failed = False
         self._taken = 0  # units this pass has taken from the pool
         self._last_batch_size = 0
-        self._schema: tuple[list[str], str] | None = None  # keys of the first encoded batch, and its source
-        self._schema_keys: frozenset[str] = frozenset()
-        self._raw_schema: tuple[tuple[str, ...], str] | None = None  # keys read_file gave the first window
+        self._schema = SchemaGuard(skip=options.on_error == "skip", stats=stats)
         self._empty: Columns | None = None  # the latest batch with no sample: what an all-holes batch yields
         self._budget: MemoryBudget | None = None
         self._make_pool: Callable[[], WorkerPool] | None = None
@@ -136,7 +114,7 @@ class BatchStream:
         return start.window if i == 0 and start is not None and start.epoch == plan.epoch else 0
 
     def _num_windows(self, plan: EpochPlan) -> int:
-        return -(-len(plan.units) // _window_size(plan))
+        return -(-len(plan.units) // window_size(plan))
 
     def _window(self, i: int, w: int) -> WindowWork | None:
         """Window ``w`` of plan ``i`` with where its batches start, built once (``None``: before a resume point).
@@ -147,7 +125,7 @@ class BatchStream:
         """
         works = self._works.setdefault(i, [])
         plan = self._plan(i)
-        size = _window_size(plan)
+        size = window_size(plan)
         while len(works) <= w:
             k = len(works)
             units = list(plan.units[k * size : (k + 1) * size])
@@ -157,16 +135,16 @@ class BatchStream:
             before = works[-1] if works else None
             if before is None:
                 position: int | None = 0
-            elif before.start is None or not _counted(before.units):
+            elif before.start is None or not counted(before.units):
                 position = None
             else:
-                position = before.start + _window_planned(before)
+                position = before.start + window_planned(before)
             first = self._first_window(i, plan)
             start = self._start
             skip = start.offset if i == 0 and k == first and start is not None and start.epoch == plan.epoch else 0
             works.append(WindowWork(
                 tuple(units), k, self._batch_size, plan.window_seed(k) if len(units) > 1 else None, skip,
-                None if position is None or not _counted(units) else position + skip,
+                None if position is None or not counted(units) else position + skip,
             ))
         return works[w] if w >= self._first_window(i, plan) else None
 
@@ -281,41 +259,8 @@ class BatchStream:
         self._stats.num_workers = self._pool.num_workers
         self._top_up()  # keep the workers busy while this window is consumed
         self._account(result)
-        self._check_raw_schema(result)
+        self._schema.check_read(result)
         return result
-
-    def _check_raw_schema(self, result: WindowResult) -> None:
-        """Every window must read to the same keys as the first (drift: an error, or under skip the window's
-        samples become holes: its batches shrink, none moves)."""
-        if result.raw_keys is None:
-            return
-        source = describe_work(result.work)
-        if self._raw_schema is None:
-            self._raw_schema = (result.raw_keys, source)
-            return
-        if result.raw_keys == self._raw_schema[0]:
-            return
-        message = f"schema drift: keys {list(result.raw_keys)} differ from {list(self._raw_schema[0])} of {self._raw_schema[1]}"
-        if self._options.on_error != "skip":
-            raise DataFormatError(message, source)
-        self._stats.add_skipped([SkippedItem(source, None, message, result.samples)])
-        result.head = {} if result.head_planned else None
-        result.batches = [{} for _ in result.batches]
-        result.tail = {} if result.tail_planned else None
-
-    def _schema_ok(self, batch: Columns, source: str) -> bool:
-        """Every batch must encode to the same keys as the first one (schema drift is an error or a skip)."""
-        if self._schema is not None and batch.keys() == self._schema_keys:
-            return True  # the per-batch path: one set comparison
-        keys = sorted(batch)
-        if self._schema is None:
-            self._schema, self._schema_keys = (keys, source), frozenset(keys)
-            return True
-        message = f"schema drift: keys {keys} differ from {self._schema[0]} of {self._schema[1]}"
-        if self._options.on_error != "skip":
-            raise DataFormatError(message, source)
-        self._stats.add_skipped([SkippedItem(source, None, message, len(next(iter(batch.values()))))])
-        return False
 
     def _account(self, result: WindowResult) -> None:
         stats = self._stats
@@ -415,7 +360,7 @@ class BatchStream:
             for k, (encoded, size) in enumerate(zip(result.batches, result.batch_planned)):
                 position += size
                 if last and k == len(result.batches) - 1 and size < self._batch_size and self._options.drop_last:
-                    self._stats.dropped_samples += _length(encoded)
+                    self._stats.dropped_samples += length(encoded)
                     continue
                 batch = self._collate(encoded, source)
                 self.position = Position(plan.epoch, work.window, position)
@@ -426,10 +371,10 @@ class BatchStream:
             del result  # the window's chunks are held by nothing else now
         if pending_planned and work is not None:
             if self._options.drop_last:
-                self._stats.dropped_samples += sum(_length(p) for p in pending)
+                self._stats.dropped_samples += sum(length(p) for p in pending)
                 return
             batch = self._joined(pending, sources, work)
-            self.position = Position(plan.epoch, work.window, work.offset + _window_planned(work))
+            self.position = Position(plan.epoch, work.window, work.offset + window_planned(work))
             if batch is not None:
                 yield batch
 
@@ -451,7 +396,7 @@ class BatchStream:
         return self._collate(encoded, source)
 
     def _collate(self, encoded: Columns, source: str) -> Any:
-        count = _length(encoded)
+        count = length(encoded)
         if count == 0:  # every record of the batch was bad
             self._stats.empty_batches += 1
             if self._options.world_size == 1 or self._empty is None:
@@ -462,7 +407,7 @@ class BatchStream:
             source = "an empty batch (every record of it was skipped)"
         else:
             self._empty = encoded  # sliced to no sample only if ever needed
-        if not self._schema_ok(encoded, source):
+        if not self._schema.batch_ok(encoded, source):
             return None
         try:
             batch = self._collator.collate_batch(encoded)
@@ -494,27 +439,3 @@ class BatchStream:
 
     def workers_alive(self) -> int:
         return 0 if self._pool is None else self._pool.alive()
-
-
-def _window_size(plan: EpochPlan) -> int:
-    return plan.shuffle_buffer if plan.shuffle_buffer > 1 else 1
-
-
-def _planned(unit: Any) -> int:
-    stop = unit.stop if unit.stop is not None else unit.expected
-    return int(stop) - unit.start
-
-
-def _counted(units: Any) -> bool:
-    return all(u.expected is not None or u.stop is not None for u in units)
-
-
-def _window_planned(work: WindowWork) -> int:
-    """Planned positions of ``work`` after its offset (0 when its counts are unknown)."""
-    if not _counted(work.units):
-        return 0
-    return sum(_planned(u) for u in work.units) - work.offset
-
-
-def _length(columns: Columns | None) -> int:
-    return len(next(iter(columns.values()))) if columns else 0

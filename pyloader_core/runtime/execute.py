@@ -32,9 +32,9 @@ import numpy as np
 
 from pyloader_core.dataset import Dataset
 from pyloader_core.errors import DataFormatError, SampleCountError, WorkerError
-from pyloader_core.plan import WorkUnit
+from pyloader_core.runtime.plan import WorkUnit
 from pyloader_core.reader import Columns, check_columns
-from pyloader_core.remote import file_size
+from pyloader_core.storage.access import file_size
 from pyloader_core.runtime.arrays import numeric_lists_to_arrays
 from pyloader_core.runtime.memory import footprint
 from pyloader_core.skips import SkipLog, SkippedItem, skip_policy

@@ -31,7 +31,7 @@ import numpy as np
 
 from pyloader_core.runtime.transport import INLINE_MAX, Packed, layout_of, unpack, write_layout
 
-__all__ = ["KEEP", "ConsumerMaps", "Returns", "WorkerBuffers"]
+__all__ = ["ConsumerMaps", "KEEP", "Returns", "WorkerBuffers"]
 
 #: Free buffers the consumer keeps per worker (a worker needs about its queue depth in rotation).
 KEEP = 2

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import codecs
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from pyloader_core.errors import ConfigError, DataFormatError
+from pyloader_core.errors import DataFormatError
+from pyloader_core.formats.base import Format, LineSource, check_names
 from pyloader_core.reader import Columns, DataReader
-from pyloader_core.readers._open import check_line_encoding, iter_blocks, iter_lines
+from pyloader_core.storage.compression import check_line_encoding, iter_blocks, iter_lines, strip_bom
 from pyloader_core.skips import report_bad_record
 
 _orjson: Any
@@ -22,7 +22,7 @@ try:  # orjson is much faster and validates UTF-8 itself; json is the reference 
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
 
-__all__ = ["JsonLineDataReader"]
+__all__ = ["FORMAT", "JsonLineDataReader"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,13 +92,7 @@ class JsonLineDataReader(DataReader):
         encoding: str = "utf-8",
     ) -> None:
         super().__init__(batch_size, shuffle, random_seed)
-        if fields is not None:
-            if isinstance(fields, (str, bytes)) or not all(isinstance(f, str) for f in fields):
-                raise ConfigError(f"fields must be a sequence of str, got {fields!r}")
-            fields = list(fields)
-            if len(set(fields)) != len(fields):
-                raise ConfigError(f"fields must not repeat a name, got {fields!r}")
-        self.fields: list[str] | None = fields
+        self.fields: list[str] | None = check_names(fields, "fields")
         self.encoding = check_line_encoding(encoding)
         # orjson only reads UTF-8: other encodings (and lines orjson leaves to json) decode to str first
         self._bytes_direct = _orjson is not None and self.encoding == "utf-8"
@@ -136,8 +130,8 @@ class JsonLineDataReader(DataReader):
         n = 0
         with iter_lines(path) as lines:
             for lineno, line in enumerate(lines, 1):
-                if lineno == 1 and line.startswith(codecs.BOM_UTF8) and self.encoding == "utf-8":
-                    line = line[len(codecs.BOM_UTF8) :]
+                if lineno == 1:
+                    line = strip_bom(line, self.encoding)
                 if not line.strip():
                     continue
                 try:
@@ -175,8 +169,8 @@ class JsonLineDataReader(DataReader):
         newlines, line_open, first = 0, False, True
         with iter_blocks(path) as blocks:
             for block in blocks:
-                if first and self.encoding == "utf-8" and block.startswith(codecs.BOM_UTF8):
-                    block = block[len(codecs.BOM_UTF8) :]
+                if first:
+                    block = strip_bom(block, self.encoding)
                 first = False
                 if not block:
                     continue
@@ -194,8 +188,8 @@ class JsonLineDataReader(DataReader):
         n, carry, first = 0, b"", True
         with iter_blocks(path) as blocks:
             for block in blocks:
-                if first and self.encoding == "utf-8" and block.startswith(codecs.BOM_UTF8):
-                    block = block[len(codecs.BOM_UTF8) :]
+                if first:
+                    block = strip_bom(block, self.encoding)
                 first = False
                 data = carry + block
                 end = data.rfind(b"\n") + 1  # whole lines only; the rest waits for the next block
@@ -228,3 +222,63 @@ def _drift_message(keyset: frozenset[str] | None, record: dict[str, Any]) -> str
     if unexpected:
         parts.append(f"unexpected {unexpected}")
     return "keys differ from the file's first record (schema drift): " + ", ".join(parts)
+
+
+def _first_object(line: bytes, path: str, lineno: int) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        raise DataFormatError(f"invalid JSON: {exc}", path, lineno) from None
+    if not isinstance(record, dict):
+        raise DataFormatError(f"expected a JSON object, got {type(record).__name__}", path, lineno)
+    return record
+
+
+def _first_record(path: str) -> tuple[dict[str, str], dict[str, Any]] | None:
+    with iter_lines(path) as lines:
+        for lineno, line in enumerate(lines, 1):
+            if line.strip():
+                rec = _first_object(strip_bom(line), path, lineno)
+                return {k: type(v).__name__ for k, v in rec.items()}, rec
+    return None
+
+
+def _check_json_object(line: bytes, path: str, lineno: int) -> None:
+    """``split``'s check of a jsonl input's first record: a JSON object, or a :class:`DataFormatError`."""
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        raise DataFormatError(f"not JSON lines (the first record is not valid JSON: {exc})", path, lineno) from None
+    if not isinstance(record, dict):
+        raise DataFormatError(
+            f"not JSON lines (the first record is a {type(record).__name__}, not an object)", path, lineno
+        )
+
+
+class _SplitLines(LineSource):
+    """``split``'s framing: one non-blank line a record (the first must be a JSON object)."""
+
+    def records(self, path: str) -> Iterator[bytes]:
+        checked = False
+        with iter_lines(path) as lines:
+            for lineno, line in enumerate(lines, 1):
+                if lineno == 1:
+                    line = strip_bom(line)
+                if not line.endswith(b"\n"):
+                    line += b"\n"
+                if line.isspace():
+                    continue
+                if not checked:
+                    _check_json_object(line, path, lineno)
+                    checked = True
+                yield line
+
+
+FORMAT = Format(
+    name="jsonl",
+    suffixes=(".jsonl", ".json", ".ndjson", ".jsonlines"),
+    aliases=("json", "jsonlines"),
+    reader=JsonLineDataReader,
+    first_record=_first_record,
+    split_source=_SplitLines,
+)

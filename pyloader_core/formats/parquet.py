@@ -1,22 +1,24 @@
 """Apache Parquet chunks, read row group by row group (needs ``pyarrow``).
 
-URLs are read through :mod:`pyloader_core.remote` (an fsspec file with random access, or the
+URLs are read through :mod:`pyloader_core.storage` (an fsspec file with random access, or the
 cached local copy).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from pyloader_core.errors import ConfigError, DataFormatError
+from pyloader_core.errors import DataFormatError
+from pyloader_core.formats.base import Format, check_names
 from pyloader_core.reader import Columns, DataReader
-from pyloader_core.remote import is_url, open_binary_any
+from pyloader_core.storage.access import open_binary_any
+from pyloader_core.storage.paths import is_url
 
-__all__ = ["ParquetDataReader"]
+__all__ = ["FORMAT", "ParquetDataReader", "close_parquet", "open_parquet"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,42 @@ def _close(pf: Any) -> None:
             source.close()
 
 
+def open_parquet(path: str) -> Any:
+    """The one Parquet opener: a ``pyarrow.parquet.ParquetFile`` for a local path or a URL.
+
+    A URL is read through an fsspec file with random access (or the cached local copy). Close it
+    with :func:`close_parquet`. Raises :class:`DataFormatError` naming ``path`` when it is not Parquet.
+
+    Example::
+
+        pf = open_parquet("data/part-0.parquet")
+        try:
+            pf.metadata.num_rows
+        finally:
+            close_parquet(pf)
+    """
+    pa, pq = _pyarrow()
+    source: Any = None
+    if is_url(path):  # fsspec file (random access), or the cached local copy
+        source = open_binary_any(path, seekable=True)
+    try:
+        pf = pq.ParquetFile(path if source is None else source)
+    except Exception as exc:
+        if source is not None:
+            source.close()
+        if _is_data_error(pa, exc):
+            raise DataFormatError(f"not a valid Parquet file: {exc}", path) from exc
+        raise
+    if source is not None:
+        pf._pyloader_source = source  # closed by close_parquet
+    return pf
+
+
+def close_parquet(pf: Any) -> None:
+    """Close a file from :func:`open_parquet` (and the stream under it)."""
+    _close(pf)
+
+
 class ParquetDataReader(DataReader):
     """Reads Parquet files into columns, one row group at a time.
 
@@ -93,35 +131,12 @@ class ParquetDataReader(DataReader):
         columns: Sequence[str] | None = None,
     ) -> None:
         super().__init__(batch_size, shuffle, random_seed)
-        if columns is not None:
-            if isinstance(columns, (str, bytes)) or not all(isinstance(c, str) for c in columns):
-                raise ConfigError(f"columns must be a sequence of str, got {columns!r}")
-            columns = list(columns)
-            if len(set(columns)) != len(columns):
-                raise ConfigError(f"columns must not repeat a name, got {columns!r}")
-        self.columns: list[str] | None = columns
-
-    def _open(self, path: str) -> Any:
-        pa, pq = _pyarrow()
-        source: Any = None
-        if is_url(path):  # fsspec file (random access), or the cached local copy
-            source = open_binary_any(path, seekable=True)
-        try:
-            pf = pq.ParquetFile(path if source is None else source)
-        except Exception as exc:
-            if source is not None:
-                source.close()
-            if _is_data_error(pa, exc):
-                raise DataFormatError(f"not a valid Parquet file: {exc}", path) from exc
-            raise
-        if source is not None:
-            pf._pyloader_source = source  # closed by _close
-        return pf
+        self.columns: list[str] | None = check_names(columns, "columns")
 
     def read_file(self, path: str) -> tuple[Columns, int]:
         """Read ``path``; returns ``({column: array_or_list}, n_sample)``."""
         pa, _ = _pyarrow()
-        pf = self._open(path)
+        pf = open_parquet(path)
         try:
             return self._read(pa, pf, path)
         except DataFormatError:
@@ -182,8 +197,63 @@ class ParquetDataReader(DataReader):
 
     def count_samples(self, path: str) -> int:
         """The row count from the file's metadata (nothing is decoded)."""
-        pf = self._open(path)
+        pf = open_parquet(path)
         try:
             return int(pf.metadata.num_rows)
         finally:
             _close(pf)
+
+
+def _first_record(path: str) -> tuple[dict[str, str], dict[str, Any]] | None:
+    pf = open_parquet(path)
+    try:
+        types = {field.name: str(field.type) for field in pf.schema_arrow}
+        values: dict[str, Any] = {}
+        for batch in pf.iter_batches(batch_size=1):
+            if batch.num_rows:
+                values = batch.slice(0, 1).to_pylist()[0]
+                break
+    finally:
+        close_parquet(pf)
+    return types, values
+
+
+class _SplitBatches:
+    """``split``'s framing: Arrow record batches; every input must have the first one's schema."""
+
+    arrow = True
+    header: bytes | None = None
+
+    def __init__(self, max_memory: int) -> None:
+        self.max_memory = max_memory
+        self.schema: Any = None
+        self._schema_from = ""
+
+    def blocks(self, paths: Sequence[str]) -> Iterator[Any]:
+        for path in paths:
+            pf = open_parquet(path)
+            try:
+                schema = pf.schema_arrow
+                if self.schema is None:
+                    self.schema, self._schema_from = schema, path
+                elif not schema.equals(self.schema):
+                    raise DataFormatError(f"schema differs from that of {self._schema_from}: {schema}", path)
+                meta = pf.metadata
+                rows = max(1, meta.num_rows)
+                raw = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+                per_row = max(1, raw // rows)
+                batch_rows = int(min(65536, max(64, self.max_memory // 16 // per_row)))
+                for batch in pf.iter_batches(batch_size=batch_rows):
+                    if batch.num_rows:
+                        yield batch
+            finally:
+                close_parquet(pf)
+
+
+FORMAT = Format(
+    name="parquet",
+    suffixes=(".parquet", ".pq"),
+    reader=ParquetDataReader,
+    first_record=_first_record,
+    split_source=_SplitBatches,
+)

@@ -1,8 +1,13 @@
-"""Built-in :class:`~pyloader_core.reader.DataReader` implementations and a name registry.
+"""The formats PyLoader reads: ONE registry of :class:`~pyloader_core.formats.base.Format` records.
+
+Each module here (``jsonl``, ``csv``, ``text``, ``parquet``, ``numpy``) defines a reader and a
+``FORMAT`` record; this package finds the modules and registers them, so adding a format touches
+one file. The index, ``split``, ``inspect`` and the command line's ``--format`` choices all derive
+from the registry.
 
 Example::
 
-    from pyloader_core.readers import get_reader
+    from pyloader_core.formats import get_reader
 
     reader = get_reader("jsonl", batch_size=32, fields=["text", "label"])
     columns, n = reader.read_file("data/part-0000.jsonl")
@@ -10,39 +15,52 @@ Example::
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 from pyloader_core.errors import ConfigError
+from pyloader_core.formats.base import (
+    FORMATS,
+    READERS,
+    Format,
+    detect_format,
+    format_of_reader,
+    get_format,
+    register,
+    split_formats,
+)
+from pyloader_core.formats.csv import CsvDataReader
+from pyloader_core.formats.jsonl import JsonLineDataReader
+from pyloader_core.formats.numpy import NumpyDataReader
+from pyloader_core.formats.parquet import ParquetDataReader
+from pyloader_core.formats.text import TextLineDataReader
 from pyloader_core.reader import DataReader
-from pyloader_core.readers.csv import CsvDataReader
-from pyloader_core.readers.jsonl import JsonLineDataReader
-from pyloader_core.readers.numpy import NumpyDataReader
-from pyloader_core.readers.parquet import ParquetDataReader
-from pyloader_core.readers.text import TextLineDataReader
 
-__all__ = [  # isort-style order (ruff RUF022): constants, classes, functions
-    "READERS",
+__all__ = [
     "CsvDataReader",
+    "FORMATS",
+    "Format",
     "JsonLineDataReader",
     "NumpyDataReader",
     "ParquetDataReader",
+    "READERS",
     "TextLineDataReader",
+    "detect_format",
+    "format_of_reader",
+    "get_format",
     "get_reader",
+    "register",
+    "split_formats",
 ]
 
-#: Reader classes by name; every alias is a key of its own. Names are lower case.
-READERS: dict[str, type[DataReader]] = {
-    "csv": CsvDataReader,
-    "json": JsonLineDataReader,
-    "jsonl": JsonLineDataReader,
-    "jsonlines": JsonLineDataReader,
-    "npy": NumpyDataReader,
-    "npz": NumpyDataReader,
-    "numpy": NumpyDataReader,
-    "parquet": ParquetDataReader,
-    "text": TextLineDataReader,
-    "txt": TextLineDataReader,
-}
+_NOT_FORMATS = frozenset({"base"})
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _NOT_FORMATS and not _module.name.startswith("_"):
+        _format = getattr(importlib.import_module(f"{__name__}.{_module.name}"), "FORMAT", None)
+        if isinstance(_format, Format):
+            register(_format)
 
 
 def get_reader(name_or_class: str | type[DataReader] | DataReader, **kwargs: Any) -> DataReader:

@@ -1,11 +1,14 @@
-"""Open plain, gzip (``.gz``) and zstandard (``.zst``/``.zstd``) files for binary line reading.
+"""Compression (plain, gzip ``.gz``, zstandard ``.zst``/``.zstd``) and the one UTF-8 BOM strip.
 
-Paths may be local or ``scheme://`` URLs (read through :func:`pyloader_core.remote.open_binary_any`,
-so through fsspec and the optional local cache).
+Paths may be local or ``scheme://`` URLs (read through
+:func:`pyloader_core.storage.access.open_binary_any`, so through fsspec and the optional local
+cache). The compression is chosen from the file name's suffix (case-insensitive); anything else is
+opened as a plain file.
 
-Shared by the line-based readers (:mod:`~pyloader_core.readers.jsonl`,
-:mod:`~pyloader_core.readers.text`, :mod:`~pyloader_core.readers.csv`). The compression is chosen
-from the file name's suffix (case-insensitive); anything else is opened as a plain file.
+Example::
+
+    with iter_lines("part-0001.jsonl.gz") as lines:
+        first = strip_bom(next(lines))
 """
 
 from __future__ import annotations
@@ -19,12 +22,60 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from pyloader_core.errors import ConfigError, DataFormatError
-from pyloader_core.remote import is_url, open_binary_any
+from pyloader_core.storage.access import open_binary_any
+from pyloader_core.storage.paths import is_url
 
-__all__ = ["DECOMPRESSION_ERRORS", "check_line_encoding", "iter_blocks", "iter_lines", "open_binary"]
+__all__ = [
+    "COMPRESSION_SUFFIXES",
+    "DECOMPRESSION_ERRORS",
+    "GZIP_SUFFIXES",
+    "ZSTD_SUFFIXES",
+    "check_line_encoding",
+    "is_compressed",
+    "iter_blocks",
+    "iter_lines",
+    "open_binary",
+    "strip_bom",
+    "strip_compression_suffix",
+]
 
-_GZIP_SUFFIXES = (".gz", ".gzip")
-_ZSTD_SUFFIXES = (".zst", ".zstd")
+GZIP_SUFFIXES = (".gz", ".gzip")
+ZSTD_SUFFIXES = (".zst", ".zstd")
+#: Every suffix that names a compression, looked through to tell a file's format.
+COMPRESSION_SUFFIXES = GZIP_SUFFIXES + ZSTD_SUFFIXES
+
+
+def strip_bom(data: bytes, encoding: str = "utf-8") -> bytes:
+    """``data`` without a leading UTF-8 byte-order mark (only when ``encoding`` is UTF-8).
+
+    The one BOM strip: readers, ``split`` and ``inspect`` call it on a file's first line or block.
+
+    Example::
+
+        strip_bom(b"\xef\xbb\xbf{}")  # b'{}'
+    """
+    if encoding in ("utf-8", "utf_8", "utf-8-sig") and data.startswith(codecs.BOM_UTF8):
+        return data[len(codecs.BOM_UTF8) :]
+    return data
+
+
+def strip_compression_suffix(name: str) -> str:
+    """``name`` (lower case) without a compression suffix: ``part-0.jsonl.gz`` -> ``part-0.jsonl``.
+
+    Example::
+
+        strip_compression_suffix("a.CSV.zst")  # 'a.csv'
+    """
+    name = name.lower()
+    for suffix in COMPRESSION_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def is_compressed(path: str) -> bool:
+    """Whether ``path``'s name ends in a compression suffix."""
+    return str(path).lower().endswith(COMPRESSION_SUFFIXES)
 
 #: Exceptions raised when compressed data turns out to be corrupt or truncated mid-stream.
 DECOMPRESSION_ERRORS: tuple[type[BaseException], ...] = (gzip.BadGzipFile, EOFError, zlib.error)
@@ -52,11 +103,11 @@ def open_binary(path: str) -> BinaryIO:
     """
     lower = str(path).lower()
     url = is_url(path)
-    if lower.endswith(_GZIP_SUFFIXES):
+    if lower.endswith(GZIP_SUFFIXES):
         if url:
             return _OwningGzipFile(open_binary_any(path))  # type: ignore[return-value]
         return gzip.open(path, "rb")  # type: ignore[return-value]
-    if lower.endswith(_ZSTD_SUFFIXES):
+    if lower.endswith(ZSTD_SUFFIXES):
         try:
             import zstandard
         except ImportError:

@@ -15,10 +15,12 @@ from typing import IO, Any
 import numpy as np
 
 from pyloader_core.errors import ConfigError, DataFormatError
+from pyloader_core.formats.base import Format
 from pyloader_core.reader import Columns, DataReader
-from pyloader_core.remote import is_url, materialize, open_binary_any
+from pyloader_core.storage.access import materialize, open_binary_any
+from pyloader_core.storage.paths import is_url
 
-__all__ = ["NumpyDataReader"]
+__all__ = ["FORMAT", "NumpyDataReader"]
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +165,7 @@ class NumpyDataReader(DataReader):
         """Read ``path``; returns ``({name: array}, n_sample)``.
 
         A URL is read from its cached local copy (memory-mapped with ``mmap``) when a cache is
-        configured (:func:`pyloader_core.remote.configure_cache`), and from its bytes in memory
+        configured (:func:`pyloader_core.storage.configure_cache`), and from its bytes in memory
         otherwise.
         """
         src = materialize(path)
@@ -251,3 +253,18 @@ class NumpyDataReader(DataReader):
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
             raise DataFormatError(f"not a valid .npz archive: {type(exc).__name__}: {exc}", path) from exc
         return next(iter(lengths.values())) if lengths else 0
+
+
+def _first_record(path: str) -> tuple[dict[str, str], dict[str, Any]] | None:
+    columns, n = NumpyDataReader(mmap=True).read_file(path)
+    types = {k: f"{v.dtype}{list(v.shape[1:]) if v.ndim > 1 else ''}" for k, v in columns.items()}
+    return types, {k: (v[0].tolist() if n else None) for k, v in columns.items()}
+
+
+FORMAT = Format(
+    name="numpy",
+    suffixes=(".npy", ".npz"),
+    aliases=("npy", "npz"),
+    reader=NumpyDataReader,
+    first_record=_first_record,
+)

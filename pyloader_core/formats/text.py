@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import codecs
 import logging
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from pyloader_core.errors import ConfigError, DataFormatError
+from pyloader_core.formats.base import Format, LineSource
 from pyloader_core.reader import Columns, DataReader
-from pyloader_core.readers._open import check_line_encoding, iter_lines
+from pyloader_core.storage.compression import check_line_encoding, iter_lines, strip_bom
 from pyloader_core.skips import report_bad_record
 
-__all__ = ["TextLineDataReader"]
+__all__ = ["FORMAT", "TextLineDataReader"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,9 @@ class TextLineDataReader(DataReader):
 
     def _raw_lines(self, lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
         """(lineno, content without line ending) for each kept line."""
-        bom = codecs.BOM_UTF8 if self.encoding == "utf-8" else None
         for lineno, line in enumerate(lines, 1):
-            if lineno == 1 and bom is not None and line.startswith(bom):
-                line = line[len(bom) :]
+            if lineno == 1:
+                line = strip_bom(line, self.encoding)
             if line.endswith(b"\n"):
                 line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
             if self.skip_blank and not line.strip():
@@ -91,3 +91,33 @@ class TextLineDataReader(DataReader):
             if not self.skip_blank:
                 return sum(1 for _ in lines)
             return sum(1 for _ in self._raw_lines(lines))
+
+
+def _first_record(path: str) -> tuple[dict[str, str], dict[str, Any]] | None:
+    with iter_lines(path) as lines:
+        for line in lines:
+            text = strip_bom(line).rstrip(b"\r\n").decode("utf-8", "replace")
+            return {"text": "str"}, {"text": text}
+    return None
+
+
+class _SplitLines(LineSource):
+    """``split``'s framing: every line a record, blank ones included (as the reader counts them)."""
+
+    def records(self, path: str) -> Iterator[bytes]:
+        with iter_lines(path) as lines:
+            for lineno, line in enumerate(lines, 1):
+                if lineno == 1:
+                    line = strip_bom(line)
+                yield line if line.endswith(b"\n") else line + b"\n"
+
+
+FORMAT = Format(
+    name="txt",
+    suffixes=(".txt", ".text"),
+    aliases=("text",),
+    reader=TextLineDataReader,
+    first_record=_first_record,
+    counts_like=lambda reader: not getattr(reader, "skip_blank", False),
+    split_source=_SplitLines,
+)

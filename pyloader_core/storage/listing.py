@@ -2,7 +2,12 @@
 
 Local paths need nothing beyond the standard library. ``scheme://`` URLs (``s3://``, ``gs://``,
 ``memory://``, ``file://``, ``http(s)://``...) are listed through :mod:`fsspec`, imported only when
-a URL is given (see :mod:`pyloader_core.remote`).
+a URL is given; an ``http(s)://`` directory (ending in ``/``) is listed by fsspec's HTTP file
+system from the links of the server's page.
+
+Example::
+
+    list_files("data/")              # every chunk under data/, sorted
 """
 
 from __future__ import annotations
@@ -12,33 +17,17 @@ import glob
 import logging
 import os
 import stat
+import urllib.parse
 from collections.abc import Iterable
 
 from pyloader_core.errors import NoFilesError
+from pyloader_core.storage.access import exists
+from pyloader_core.storage.fs import url_to_fs
+from pyloader_core.storage.paths import GLOB_CHARS, is_data_file_name, is_data_path, is_http
 
-__all__ = ["INDEX_NAME", "RESERVED_NAMES", "is_data_file_name", "list_files"]
+__all__ = ["list_files"]
 
 logger = logging.getLogger(__name__)
-
-#: The index file PyLoader's tools write beside the chunks (see :mod:`pyloader_core.index`).
-INDEX_NAME = "index.json"
-
-#: Names PyLoader's own tools write beside the chunks; never read as data.
-RESERVED_NAMES = frozenset({INDEX_NAME})
-
-_GLOB_CHARS = frozenset("*?[")
-
-
-def is_data_file_name(name: str) -> bool:
-    """Hidden (``.x``) and underscore (``_SUCCESS``, ``_index``) names are metadata, not data.
-
-    Example::
-
-        is_data_file_name("part-00000.jsonl")  # True
-        is_data_file_name("index.json")        # False
-    """
-    return not (name.startswith((".", "_")) or name in RESERVED_NAMES)
-
 
 _KINDS = {
     stat.S_IFIFO: "a FIFO (named pipe)",
@@ -137,33 +126,40 @@ def _walk(directory: str, seen: _Seen) -> list[str]:
     return found
 
 
-def _is_data_path(rel: str) -> bool:
-    """A path relative to a listed root is data when no component is hidden/``_`` and the name isn't reserved."""
-    parts = [p for p in rel.split("/") if p]
-    if not parts:
-        return False
-    return all(not p.startswith((".", "_")) for p in parts[:-1]) and is_data_file_name(parts[-1])
+def _list_http(url: str) -> list[str]:
+    """An ``http(s)://`` URL: itself, or (ending in ``/``) the files its directory page links to, one level."""
+    if not url.endswith("/"):
+        if not exists(url):
+            raise NoFilesError(f"data path {url!r} does not exist")
+        return [url]
+    fs, _ = url_to_fs(url)
+    try:
+        links = list(fs.ls(url, detail=False))
+    except FileNotFoundError:
+        raise NoFilesError(f"data path {url!r} does not exist") from None
+    out = set()
+    for link in links:
+        if not link.startswith(url) or link.endswith("/"):
+            continue
+        name = urllib.parse.unquote(link[len(url) :])
+        if name and "/" not in name and is_data_file_name(name):
+            out.add(link)
+    return sorted(out)
 
 
 def _expand_url(url: str) -> list[str]:
-    from pyloader_core import remote
-
-    if remote.is_http(url):
-        return remote.list_http(url)
-    fs, path = remote.url_to_fs(url)
+    if is_http(url):
+        return _list_http(url)
+    fs, path = url_to_fs(url)
     if fs.isdir(path):
         root = path.rstrip("/")
-        found = []
-        for f in sorted(fs.find(path)):
-            if _is_data_path(f.removeprefix(root)):
-                found.append(fs.unstrip_protocol(f))
-        return found
+        return [fs.unstrip_protocol(f) for f in sorted(fs.find(path)) if is_data_path(f.removeprefix(root))]
     if fs.isfile(path):
         return [url]
-    if _GLOB_CHARS & set(path):
+    if GLOB_CHARS & set(path):
         out = []
         for m in sorted(fs.glob(path)):
-            if _is_data_path(m.rsplit("/", 1)[-1]) and fs.isfile(m):
+            if is_data_path(m.rsplit("/", 1)[-1]) and fs.isfile(m):
                 out.append(fs.unstrip_protocol(m))
         return out
     raise NoFilesError(f"data path {url!r} does not exist")
@@ -183,7 +179,7 @@ def _expand(entry: str | os.PathLike[str]) -> list[str]:
             f"data path {path!r} is {_kind(os.stat(path).st_mode)}: PyLoader reads regular files only "
             "(it never opens FIFOs, sockets or devices)"
         )
-    if _GLOB_CHARS & set(path):
+    if GLOB_CHARS & set(path):
         matches = sorted(glob.glob(path, recursive=True))
         found = [m for m in matches if is_data_file_name(os.path.basename(m)) and seen.add(m)]
         seen.report(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import collections
 import contextlib
 import csv
@@ -14,12 +13,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from pyloader_core.errors import ConfigError, DataFormatError
+from pyloader_core.formats.base import Format, LineSource
 from pyloader_core.reader import Columns, DataReader
-from pyloader_core.readers._open import _GZIP_SUFFIXES, _ZSTD_SUFFIXES, check_line_encoding, iter_lines
-from pyloader_core.remote import is_url
+from pyloader_core.storage.compression import check_line_encoding, is_compressed, iter_lines, strip_bom
+from pyloader_core.storage.paths import is_url
 from pyloader_core.skips import report_bad_record
 
-__all__ = ["CsvDataReader"]
+__all__ = ["CsvDataReader", "FORMAT"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +84,7 @@ def _chunk_chars(path: str) -> int:
     A plain local file's text is at most as many characters as it has bytes. A compressed or remote
     chunk's decoded size is not known before it is read: there the limit is lifted altogether.
     """
-    lower = str(path).lower()
-    if not is_url(path) and not lower.endswith(_GZIP_SUFFIXES + _ZSTD_SUFFIXES):
+    if not is_url(path) and not is_compressed(path):
         try:
             return os.path.getsize(path) + 1
         except OSError:
@@ -106,7 +105,6 @@ class _DecodedLines:
     def __init__(self, lines: Iterable[bytes], encoding: str) -> None:
         self._lines = iter(lines)
         self._encoding = encoding
-        self._bom = codecs.BOM_UTF8 if encoding == "utf-8" else None
         self._replay: collections.deque[tuple[int, str]] = collections.deque()
         self._read = 0  # lines read from the file so far
         self.bad: dict[int, str] = {}
@@ -122,8 +120,8 @@ class _DecodedLines:
             line = next(self._lines)
             self._read += 1
             number = self._read
-            if number == 1 and self._bom is not None and line.startswith(self._bom):
-                line = line[len(self._bom) :]
+            if number == 1:
+                line = strip_bom(line, self._encoding)
             try:
                 text = line.decode(self._encoding)
             except UnicodeDecodeError as exc:
@@ -302,3 +300,76 @@ class CsvDataReader(DataReader):
         with _field_limit(_chunk_chars(path)), iter_lines(path) as lines:
             rows = sum(1 for _ in _rows(lines, self.encoding, self.delimiter))
         return max(rows - 1, 0)
+
+
+def _first_record(path: str) -> tuple[dict[str, str], dict[str, Any]] | None:
+    import io
+
+    from pyloader_core.storage.compression import open_binary
+
+    with open_binary(path) as raw:
+        rows = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=""))
+        header = next((r for r in rows if r), None)
+        first = next((r for r in rows if r), None)
+    if header is None:
+        return None
+    return {h: "str" for h in header}, dict(zip(header, first or [], strict=False))
+
+
+class _SplitRows(LineSource):
+    """``split``'s framing: rows found by quote parity (a row ends at a newline outside quotes).
+
+    The header row goes to :attr:`header` (written atop every chunk); every input must have the same.
+    """
+
+    _header_from = ""
+
+    def records(self, path: str) -> Iterator[bytes]:
+        parts: list[bytes] = []
+        quotes = 0
+        header_seen = False
+        start = 0
+        with iter_lines(path) as lines:
+            for lineno, line in enumerate(lines, 1):
+                if lineno == 1:
+                    line = strip_bom(line)
+                if not parts:
+                    start = lineno
+                    if line.isspace():
+                        continue  # a blank line between rows
+                parts.append(line)
+                quotes += line.count(b'"')
+                if quotes % 2:
+                    continue  # inside a quoted field: the row goes on
+                row = parts[0] if len(parts) == 1 else b"".join(parts)
+                parts, quotes = [], 0
+                if not row.endswith(b"\n"):
+                    row += b"\n"
+                if not header_seen:
+                    header_seen = True
+                    self._check_header(row, path)
+                    continue
+                yield row
+        if parts:
+            raise DataFormatError("unterminated quoted field at the end of the file", path, start)
+
+    def _check_header(self, row: bytes, path: str) -> None:
+        if self.header is None:
+            self.header, self._header_from = row, path
+        elif row.rstrip(b"\r\n") != self.header.rstrip(b"\r\n"):
+            raise DataFormatError(
+                f"CSV header {row.rstrip().decode('utf-8', 'replace')!r} differs from "
+                f"{self.header.rstrip().decode('utf-8', 'replace')!r} of {self._header_from}",
+                path,
+                1,
+            )
+
+
+FORMAT = Format(
+    name="csv",
+    suffixes=(".csv",),
+    reader=CsvDataReader,
+    first_record=_first_record,
+    counts_like=lambda reader: getattr(reader, "delimiter", ",") == ",",
+    split_source=_SplitRows,
+)
