@@ -28,16 +28,20 @@ from pyloader_core.options import LoaderOptions
 from pyloader_core.runtime.plan import EpochPlan, Shard, WorkUnit, plan_epoch
 from pyloader_core.reader import DataReader
 from pyloader_core.formats import (
+    ArrowDataReader,
     CsvDataReader,
     JsonLineDataReader,
     NumpyDataReader,
     ParquetDataReader,
     TextLineDataReader,
+    TFRecordDataReader,
+    WebDatasetReader,
     get_reader,
 )
 from pyloader_core.skips import report_bad_record
 
 __all__ = [
+    "ArrowDataReader",
     "ConfigError",
     "CsvDataReader",
     "DataCollator",
@@ -56,8 +60,10 @@ __all__ = [
     "PyLoaderError",
     "SampleCountError",
     "Shard",
+    "TFRecordDataReader",
     "TextDataset",
     "TextLineDataReader",
+    "WebDatasetReader",
     "WorkUnit",
     "WorkerDiedError",
     "WorkerError",

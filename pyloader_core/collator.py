@@ -43,7 +43,8 @@ class NumpyDataCollator(DataCollator):
     """Every key to a numpy array (``np.asarray``: no copy when it already is one).
 
     ``label`` becomes ``int64`` for integer labels and ``float32`` for real ones. Keys whose values
-    are ragged (sequences of different lengths) are padded with ``pad_value`` to the longest.
+    are ragged (sequences of different lengths) are padded with ``pad_value`` to the longest. Bytes
+    become an object array of the same ``bytes`` (numpy's ``S`` dtype would drop trailing NULs).
 
     Example::
 
@@ -68,6 +69,12 @@ class NumpyDataCollator(DataCollator):
         return out
 
     def _to_array(self, values: Any) -> np.ndarray:
+        if len(values) and isinstance(values[0], (bytes, bytearray)):
+            # numpy's fixed-width bytes ("S") drop trailing NUL bytes: binary payloads (images, TFRecord
+            # features) would come back shorter. An object array keeps every value as it is.
+            out = np.empty(len(values), dtype=object)
+            out[:] = list(values)
+            return out
         try:
             return np.asarray(values)
         except ValueError:  # ragged: pad to the longest

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from typing import Any
 
 from pyloader_core.errors import ConfigError
 from pyloader_core.sizes import parse_size
@@ -63,6 +65,10 @@ class LoaderOptions:
         persistent_workers: keep the workers alive between passes (``iter()`` calls) until
             ``loader.close()``: no start-up cost per epoch when each epoch is its own pass
             (the PyTorch and TensorFlow adapters).
+        storage_options: keyword arguments for fsspec's file system of ``scheme://`` URLs
+            (credentials, ``client_kwargs={"endpoint_url": ...}``...), JSON-able: used by the
+            listing, every read and every worker (threads and processes). Flat, or per protocol
+            (``{"s3": {...}, "https": {...}}``). Ignored for local paths.
 
     Example::
 
@@ -86,6 +92,7 @@ class LoaderOptions:
     progress: bool = False
     persistent_workers: bool = False
     timeout: float | None = None
+    storage_options: dict[str, Any] | None = dataclasses.field(default=None, repr=False)  # may hold secrets
 
     def __post_init__(self) -> None:
         check_int("num_epoch", self.num_epoch, 1)
@@ -116,3 +123,14 @@ class LoaderOptions:
             raise ConfigError(f"timeout must be a number of seconds > 0 (or None), got {self.timeout!r}")
         if self.start_method not in _START_METHODS:
             raise ConfigError(f"start_method must be one of {_START_METHODS}, got {self.start_method!r}")
+        if self.storage_options is not None:
+            if not isinstance(self.storage_options, dict) or not all(isinstance(k, str) for k in self.storage_options):
+                raise ConfigError(
+                    f"storage_options must be a dict with str keys (fsspec's file-system arguments) or None, "
+                    f"got {type(self.storage_options).__name__}"
+                )
+            try:
+                # a copy the caller cannot change afterwards; JSON-able so it travels to every worker
+                object.__setattr__(self, "storage_options", json.loads(json.dumps(self.storage_options)))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"storage_options must be JSON-able (str keys; str, number, bool, None, list, dict values): {exc}") from None

@@ -58,6 +58,14 @@ class DataReader(abc.ABC):
     #: readers whose count is a parse (CSV) say ``False`` and count only where counts are required.
     counts_cheaply: bool = True
 
+    def prepare(self, files: Sequence[str]) -> None:
+        """Called in the training process before a pass starts its workers (default: nothing).
+
+        What a reader decides here travels to every worker (thread workers share the reader; forked
+        ones inherit it; spawned ones get it pickled), so every worker reads alike: the CSV reader
+        fixes its column types from the first file here.
+        """
+
     def count_samples(self, path: str) -> int | None:
         """The number of samples in ``path`` without decoding it, or ``None`` if unknown.
 

@@ -38,6 +38,7 @@ from pyloader_core import (
 from pyloader_core.runtime.epochs import EpochCursor, envelope, opened
 from pyloader_torch.collator import TorchCollator
 from pyloader_torch.distributed import UnknownRankError, distributed_context, resolve_rank
+from pyloader_torch.loader import check_not_batched
 from pyloader_torch.transport import worker_batches
 from pyloader_torch.worker_stats import WorkerStatsTable
 
@@ -293,6 +294,7 @@ class TorchChunkDataset(IterableDataset):
     # -- iteration ----------------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        check_not_batched(sys._getframe(1))  # torch DataLoader(ds) without batch_size=None: ConfigError
         info = get_worker_info()
         worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
         # Rank and world size are found here, each iteration, in torch workers too (_sync_rank).

@@ -292,10 +292,34 @@ def test_inspect_other_formats(capsys, tmp_path):
 def test_bench_one_epoch_with_a_verdict(capsys, chunks):
     rc, out, err = run(capsys, "bench", str(chunks), "--workers", "2", "--seconds", "0", "--step-rate", "0.001")
     assert rc == 0, err
-    assert "300 samples" in out and "samples/s" in out and "first batch" in out
-    assert "verdict: not input-bound at 0.001 steps/s" in out
+    assert "300 samples" in out and "samples/s" in out and "first batch" in out and "start-up" in out
+    assert "(steady state" in out and "verdict (steady state, after " in out
+    assert "not input-bound at 0.001 steps/s" in out
     rc, out, _ = run(capsys, "bench", str(chunks), "--workers", "1", "--seconds", "0", "--step-rate", "1e12")
-    assert rc == 0 and "verdict: INPUT-BOUND at 1e+12 steps/s" in out
+    assert rc == 0 and "INPUT-BOUND at 1e+12 steps/s" in out and "verdict (steady state" in out
+
+
+def test_bench_steady_state_leaves_out_the_warm_up(capsys, chunks):
+    report = run_json(capsys, "bench", str(chunks), "--workers", "1", "--seconds", "0", "--warmup", "5")
+    assert report["steady_state"] is True and report["batches"] == 5  # 300 samples, batch size 64
+    assert 0 < report["startup_s"] <= report["seconds"] and report["steady_s"] > 0
+    assert report["startup_s"] >= report["first_batch_s"]
+    short = run_json(capsys, "bench", str(chunks), "--workers", "1", "--seconds", "0", "--warmup", "50")
+    assert short["steady_state"] is True and short["startup_s"] == pytest.approx(short["first_batch_s"], abs=0.05)
+
+
+def test_bench_verdict_does_not_ask_for_more_idle_workers():
+    import argparse
+
+    from pyloader_core.tools.cli import bench
+
+    args = argparse.Namespace(step_rate=100.0, worker_type="thread")
+    report = {"batches_per_s": 10.0, "worker_utilisation": 0.06, "workers": 4, "startup_s": 1.5, "steady_state": True}
+    verdict = bench._verdict(args, report)
+    assert verdict.startswith("verdict (steady state, after 1.50 s start-up): INPUT-BOUND")
+    assert "only 6% busy" in verdict and "would not help" in verdict and "add workers" not in verdict
+    verdict = bench._verdict(args, dict(report, worker_utilisation=0.95))
+    assert "95% busy: add workers" in verdict
 
 
 def test_bench_json_with_text_dataset_and_options(capsys, chunks, tmp_path):

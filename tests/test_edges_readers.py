@@ -83,7 +83,7 @@ def test_csv_multiline_row_with_the_wrong_field_count_is_reparsed_line_by_line(t
     columns, n, log = read_skipping(reader, path)
     assert [item.record for item in log.items] == [4, 7]  # row 3, then row 6 (its own 4 fields)
     assert "spans lines 4-7" in log.items[0].reason and "4 fields, the header has 3" in log.items[0].reason
-    assert columns["id"] == ["1", "2", "4", "5", "7", "8", "9", "10"]
+    assert columns["id"].tolist() == [1, 2, 4, 5, 7, 8, 9, 10]  # inferred int64
     assert n + len(log.items) == reader.count_samples(path) == 10
 
 
@@ -120,11 +120,11 @@ def test_csv_field_longer_than_csvs_default_limit(tmp_path: Path, compressed: bo
 
 def test_csv_field_limit_is_the_chunk_size_and_never_leaks(tmp_path: Path) -> None:
     small = write_csv(tmp_path / "s.csv", ["a", "1"])
-    assert csv_module._chunk_chars(small) == os.path.getsize(small) + 1
-    assert csv_module._chunk_chars(str(tmp_path / "s.csv.gz")) == sys.maxsize  # decoded size unknown
+    assert csv_module.chunk_chars(small) == os.path.getsize(small) + 1
+    assert csv_module.chunk_chars(str(tmp_path / "s.csv.gz")) == sys.maxsize  # decoded size unknown
     before = csv.field_size_limit(1000)  # a user's own, lower limit
     try:
-        with csv_module._field_limit(500_000):  # a read of a big chunk is in progress...
+        with csv_module.field_limit(500_000):  # a read of a big chunk is in progress...
             assert csv.field_size_limit() == 500_000
             CsvDataReader().read_file(small)  # ...while another one starts and ends
             assert csv.field_size_limit() == 500_000  # not dropped under the first read's feet

@@ -105,7 +105,7 @@ def test_progress_without_tqdm_fails_in_the_constructor(indexed, monkeypatch):
     import pyloader_core.runtime.progress as progress
 
     def missing():
-        raise ImportError("progress=True needs tqdm: pip install pyloader[progress]")
+        raise ImportError("progress=True needs tqdm: pip install 'pyloader-chunks[progress]'")
 
     monkeypatch.setattr(progress, "_tqdm", missing)
     with pytest.raises(ImportError, match="tqdm"):

@@ -43,9 +43,9 @@ def test_unknown_total_and_context_manager():
 def test_missing_tqdm_is_a_clear_import_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
-    with pytest.raises(ImportError, match=r"pip install pyloader\[progress\]"):
+    with pytest.raises(ImportError, match=r"pip install 'pyloader-chunks\[progress\]'"):
         check_available()
-    with pytest.raises(ImportError, match=r"pip install pyloader\[progress\]"):
+    with pytest.raises(ImportError, match=r"pip install 'pyloader-chunks\[progress\]'"):
         ProgressBar(10, "x")
 
 

@@ -20,11 +20,14 @@ from pyloader_core.errors import ConfigError, DataFormatError
 from pyloader_core.reader import DataReader, check_columns
 from pyloader_core.formats import (
     READERS,
+    ArrowDataReader,
     CsvDataReader,
     JsonLineDataReader,
     NumpyDataReader,
     ParquetDataReader,
     TextLineDataReader,
+    TFRecordDataReader,
+    WebDatasetReader,
     get_reader,
 )
 from pyloader_core.formats import jsonl as jsonl_module
@@ -284,8 +287,11 @@ def test_csv_roundtrip_quotes_blank_lines_converters(tmp_path: Path) -> None:
     columns, n = roundtrip(CsvDataReader(), path)
     assert n == 4
     assert list(columns) == ["id", "text", "score"]
-    assert columns["id"] == ["1", "2", "3", "4"]
+    assert columns["id"].dtype == np.int64 and columns["id"].tolist() == [1, 2, 3, 4]  # inferred
+    assert columns["score"].dtype == np.float64 and columns["score"].tolist() == [0.5, 1.5, -2.0, 0.0]
     assert columns["text"] == ["plain", "with, comma", 'two\nlines "quoted"', ""]
+    strings, _ = roundtrip(CsvDataReader(infer_types=False), path)
+    assert strings["id"] == ["1", "2", "3", "4"]
     converted, n2 = roundtrip(CsvDataReader(converters={"id": int, "score": float}), path)
     assert n2 == 4
     assert converted["id"] == [1, 2, 3, 4]
@@ -298,7 +304,7 @@ def test_csv_delimiter_and_gzip(tmp_path: Path) -> None:
     with gzip.open(path, "wt", encoding="utf-8", newline="") as f:
         f.write("a\tb\nx,y\t1\n")
     columns, n = roundtrip(CsvDataReader(delimiter="\t"), path)
-    assert (columns, n) == ({"a": ["x,y"], "b": ["1"]}, 1)
+    assert n == 1 and columns["a"] == ["x,y"] and columns["b"].tolist() == [1]
 
 
 def test_csv_empty_and_header_only(tmp_path: Path) -> None:
@@ -465,7 +471,7 @@ def test_parquet_without_pyarrow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     reader = ParquetDataReader()  # constructing never needs pyarrow
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
-    with pytest.raises(ImportError, match=r"pip install pyloader\[parquet\]"):
+    with pytest.raises(ImportError, match=r"pip install 'pyloader-chunks\[parquet\]'"):
         reader.read_file(str(tmp_path / "a.parquet"))
 
 
@@ -607,6 +613,14 @@ def test_get_reader_by_name_alias_class_instance() -> None:
         "NPZ": NumpyDataReader,
         "text": TextLineDataReader,
         "txt": TextLineDataReader,
+        "tfrecord": TFRecordDataReader,
+        "tfrecords": TFRecordDataReader,
+        "arrow": ArrowDataReader,
+        "ipc": ArrowDataReader,
+        "feather": ArrowDataReader,
+        "webdataset": WebDatasetReader,
+        "wds": WebDatasetReader,
+        "tar": WebDatasetReader,
     }
     for name, cls in expected.items():
         assert type(get_reader(name)) is cls, name
@@ -634,11 +648,14 @@ def test_get_reader_errors() -> None:
 
 
 READER_CLASSES: list[type[DataReader]] = [
+    ArrowDataReader,
     CsvDataReader,
     JsonLineDataReader,
     NumpyDataReader,
     ParquetDataReader,
+    TFRecordDataReader,
     TextLineDataReader,
+    WebDatasetReader,
 ]
 
 
@@ -656,3 +673,11 @@ def test_readers_defaults_and_pickle(cls: type[DataReader]) -> None:
     clone = pickle.loads(pickle.dumps(reader))  # readers travel to worker processes
     assert type(clone) is cls and vars(clone) == vars(reader)
     assert cls.__doc__ and "Example::" in cls.__doc__
+
+
+def test_numpy_collator_keeps_binary_values_whole() -> None:
+    from pyloader_core import NumpyDataCollator
+
+    payloads = [b"\x89PNG\x00\x00", b"", b"abc\x00"]  # trailing NULs: numpy's "S" dtype would drop them
+    out = NumpyDataCollator().collate_batch({"img": payloads})["img"]
+    assert out.dtype == object and list(out) == payloads

@@ -44,10 +44,10 @@ def _importable(name: str) -> bool:
 
 HAVE_FSSPEC = _importable("fsspec")
 HAVE_AIOHTTP = _importable("aiohttp")
-needs_fsspec = pytest.mark.skipif(not HAVE_FSSPEC, reason="fsspec is not installed (pip install pyloader[remote])")
+needs_fsspec = pytest.mark.skipif(not HAVE_FSSPEC, reason="fsspec is missing (pip install 'pyloader-chunks[remote]')")
 # HTTP goes through fsspec's HTTPFileSystem, which needs aiohttp.
 needs_http = pytest.mark.skipif(
-    not (HAVE_FSSPEC and HAVE_AIOHTTP), reason="HTTP needs fsspec and aiohttp (pip install pyloader[remote])"
+    not (HAVE_FSSPEC and HAVE_AIOHTTP), reason="HTTP needs fsspec and aiohttp (pip install 'pyloader-chunks[remote]')"
 )
 
 SIZES = [11, 7, 15]
@@ -72,9 +72,9 @@ def test_local_paths_never_import_fsspec(tmp_path):
 
 def test_missing_fsspec_is_a_clear_import_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "fsspec", None)
-    with pytest.raises(ImportError, match=r"pip install pyloader\[remote\]"):
+    with pytest.raises(ImportError, match=r"pip install 'pyloader-chunks\[remote\]'"):
         list_files("memory://anything/")
-    with pytest.raises(ImportError, match=r"pip install pyloader\[remote\]"):
+    with pytest.raises(ImportError, match=r"pip install 'pyloader-chunks\[remote\]'"):
         JsonLineDataReader().read_file("s3://bucket/a.jsonl")
 
 

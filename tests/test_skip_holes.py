@@ -70,3 +70,23 @@ def test_holes_shorten_batches_but_move_no_boundary(tmp_path):
     # The file's 3 bad records are holes at its last positions: they shorten that batch, move no other.
     assert len(sizes) == 20 and sorted(sizes) == [7] + [10] * 19 and sizes[9] == 7
     assert sum(sizes) == len(good) and ids_of(plain) == sorted(good)
+
+
+def test_a_rank_whose_first_batch_is_all_holes_still_yields_it(tmp_path):
+    # Found by the skip property test: with both bad records in a rank's first batch there is no
+    # earlier batch to take keys and dtypes from; the empty batch is owed and yielded with the first
+    # real one, so both ranks still yield 9 batches (36 samples, 2 ranks, batches of 2).
+    k = 0
+    for f, n in enumerate([6, 22, 8]):
+        with open(tmp_path / f"c{f:02d}.jsonl", "w") as fh:
+            for line in range(n):
+                fh.write('{"id": %d, oops\n' % k if f != 1 and line == 0 else json.dumps({"id": k}) + "\n")
+                k += 1
+    counts, empties = [], []
+    for rank in range(2):
+        loader = DataLoader("jsonl", None, None, str(tmp_path), batch_size=2, shuffle=True, shuffle_buffer=3,
+                            random_seed=2, on_error="skip", rank=rank, world_size=2)
+        batches = list(loader)
+        counts.append(len(batches))
+        empties.append(sum(1 for b in batches if len(b["id"]) == 0))
+    assert counts == [9, 9] and sum(empties) >= 1

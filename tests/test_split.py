@@ -170,7 +170,7 @@ def test_csv_keeps_the_header_in_every_chunk_and_quoted_newlines(tmp_path):
     for f in list_files(tmp_path / "out"):
         assert Path(f).read_text(encoding="utf-8").startswith("id,text,label")
         cols, n = reader.read_file(f)
-        got.extend([str(cols["id"][i]), cols["text"][i], cols["label"][i]] for i in range(n))
+        got.extend([str(cols["id"][i]), cols["text"][i], str(cols["label"][i])] for i in range(n))
     assert got == rows[1:]
     check_index(tmp_path / "out", reader)
 

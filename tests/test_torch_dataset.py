@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="pyloader_torch needs PyTorch (pip install pyloader[torch])")
+torch = pytest.importorskip("torch", reason="pyloader_torch needs PyTorch (pip install 'pyloader-chunks[torch]')")
 
 import psutil  # noqa: E402
 from torch_helpers import (  # noqa: E402

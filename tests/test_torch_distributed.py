@@ -9,7 +9,7 @@ from unittest import mock
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="pyloader_torch needs PyTorch (pip install pyloader[torch])")
+torch = pytest.importorskip("torch", reason="pyloader_torch needs PyTorch (pip install 'pyloader-chunks[torch]')")
 
 import torch.distributed as dist  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402

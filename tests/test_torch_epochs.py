@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="pyloader_torch needs PyTorch (pip install pyloader[torch])")
+torch = pytest.importorskip("torch", reason="pyloader_torch needs PyTorch (pip install 'pyloader-chunks[torch]')")
 
 from torch_helpers import SIZES, batch_ids, flat, make_ds, torch_loader, write_chunks  # noqa: E402
 

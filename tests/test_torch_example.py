@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch", reason="pyloader_torch needs PyTorch (pip install pyloader[torch])")
+pytest.importorskip("torch", reason="pyloader_torch needs PyTorch (pip install 'pyloader-chunks[torch]')")
 
 from torch_helpers import env_with_repo  # noqa: E402
 

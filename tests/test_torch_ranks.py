@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="pyloader_torch needs PyTorch (pip install pyloader[torch])")
+torch = pytest.importorskip("torch", reason="pyloader_torch needs PyTorch (pip install 'pyloader-chunks[torch]')")
 
 from torch_helpers import as_torch_worker, batch_ids, flat, make_ds, simulate, torch_loader, write_chunks  # noqa: E402
 

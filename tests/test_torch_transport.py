@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="pyloader_torch needs PyTorch (pip install pyloader[torch])")
+torch = pytest.importorskip("torch", reason="pyloader_torch needs PyTorch (pip install 'pyloader-chunks[torch]')")
 
 import numpy as np  # noqa: E402
 from torch.utils.data._utils.collate import default_convert  # noqa: E402

@@ -1,6 +1,7 @@
 """The formats PyLoader reads: ONE registry of :class:`~pyloader_core.formats.base.Format` records.
 
-Each module here (``jsonl``, ``csv``, ``text``, ``parquet``, ``numpy``) defines a reader and a
+Each module here (``jsonl``, ``csv``, ``text``, ``parquet``, ``numpy``, ``arrow``, ``tfrecord``,
+``webdataset``) defines a reader and a
 ``FORMAT`` record; this package finds the modules and registers them, so adding a format touches
 one file. The index, ``split``, ``inspect`` and the command line's ``--format`` choices all derive
 from the registry.
@@ -30,14 +31,18 @@ from pyloader_core.formats.base import (
     register,
     split_formats,
 )
+from pyloader_core.formats.arrow import ArrowDataReader
 from pyloader_core.formats.csv import CsvDataReader
 from pyloader_core.formats.jsonl import JsonLineDataReader
 from pyloader_core.formats.numpy import NumpyDataReader
 from pyloader_core.formats.parquet import ParquetDataReader
 from pyloader_core.formats.text import TextLineDataReader
+from pyloader_core.formats.tfrecord import TFRecordDataReader
+from pyloader_core.formats.webdataset import WebDatasetReader
 from pyloader_core.reader import DataReader
 
 __all__ = [
+    "ArrowDataReader",
     "CsvDataReader",
     "FORMATS",
     "Format",
@@ -45,7 +50,9 @@ __all__ = [
     "NumpyDataReader",
     "ParquetDataReader",
     "READERS",
+    "TFRecordDataReader",
     "TextLineDataReader",
+    "WebDatasetReader",
     "detect_format",
     "format_of_reader",
     "get_format",

@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
-from pyloader_core.errors import ConfigError
+from pyloader_core.errors import ConfigError, DataFormatError
 from pyloader_core.reader import DataReader, count_or_read
 from pyloader_core.storage.compression import strip_compression_suffix
 
@@ -31,6 +31,7 @@ __all__ = [
     "RecordSource",
     "canonical_name",
     "check_names",
+    "check_reader_fits",
     "detect_format",
     "format_of_reader",
     "get_format",
@@ -214,6 +215,42 @@ def format_of_reader(reader: DataReader) -> str:
         if type(reader) is fmt.reader:
             return fmt.name
     return type(reader).__name__
+
+
+def check_reader_fits(reader: DataReader, path: str) -> None:
+    """Refuse a file whose name says another registered format than the built-in ``reader`` reads.
+
+    Called by each built-in reader's ``read_file`` before it reads, so that a reader that does not
+    fit the files (the CSV reader on ``.jsonl.gz`` files) fails on the first chunk instead of
+    yielding garbage keys. Compression suffixes are looked through; a file whose suffix no format
+    claims is not judged, and neither is a reader of a class that is no registered format's reader
+    nor a subclass of one.
+
+    Raises:
+        DataFormatError: naming the file, the reader's format and the format its suffix says.
+
+    Example::
+
+        check_reader_fits(CsvDataReader(), "data/a.jsonl.gz")
+        # DataFormatError: data/a.jsonl.gz: a.jsonl.gz looks like jsonl, but this is the csv
+        # reader (CsvDataReader); use JsonLineDataReader / reader='jsonl'
+    """
+    said = detect_format(path)
+    if said is None:
+        return
+    mine = None
+    for fmt in FORMATS.values():
+        if isinstance(reader, fmt.reader) and (mine is None or issubclass(fmt.reader, mine.reader)):
+            mine = fmt  # the most derived registered reader class the reader is an instance of
+    if mine is None or mine.name == said:
+        return
+    other = FORMATS[said]
+    name = str(path).rstrip("/").rsplit("/", 1)[-1]
+    raise DataFormatError(
+        f"{name} looks like {said}, but this is the {mine.name} reader ({type(reader).__name__}); "
+        f"use {other.reader.__name__} / reader={said!r}",
+        path,
+    )
 
 
 def split_formats() -> list[str]:

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import codecs
 import collections
-import contextlib
 import csv
 import logging
-import os
-import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+
 from pyloader_core.errors import ConfigError, DataFormatError
-from pyloader_core.formats.base import Format, LineSource
+from pyloader_core.formats._csv_rows import chunk_chars, csv_rows, field_limit
+from pyloader_core.formats._csv_types import (
+    KINDS,
+    UseStdlib,
+    arrow_convert,
+    arrow_infer,
+    arrow_modules,
+    drift_message,
+    infer_kind,
+    is_kind,
+    to_kind,
+)
+from pyloader_core.formats.base import Format, LineSource, check_reader_fits
 from pyloader_core.reader import Columns, DataReader
-from pyloader_core.storage.compression import check_line_encoding, is_compressed, iter_lines, strip_bom
-from pyloader_core.storage.paths import is_url
+from pyloader_core.storage.compression import (
+    check_line_encoding,
+    iter_lines,
+    open_binary,
+    strip_bom,
+)
 from pyloader_core.skips import report_bad_record
 
 __all__ = ["CsvDataReader", "FORMAT"]
@@ -24,171 +38,31 @@ __all__ = ["CsvDataReader", "FORMAT"]
 logger = logging.getLogger(__name__)
 
 
-# -- csv's field size limit -------------------------------------------------------------------
-#
-# ``csv.field_size_limit`` is one process-wide setting (default 131,072 characters) that refuses
-# longer fields as malformed. A valid field can never be longer than the chunk's text, so while a
-# chunk is parsed the limit is raised to the chunk's size. Concurrent reads (thread workers) share
-# the setting: it is raised to the largest size any of them needs and put back to what it was when
-# the last of them is done, so that it never drops below what a running read needs, and never stays
-# raised afterwards.
-
-_LIMIT_LOCK = threading.Lock()
-_limit_users = 0  # reads in progress
-_limit_saved = 0  # the limit before the first of them began
-
-
-def _set_field_limit(n: int) -> None:
+def _is_utf8(encoding: str) -> bool:
     try:
-        csv.field_size_limit(n)
-    except OverflowError:  # a C long is 32 bits (Windows)
-        csv.field_size_limit(2**31 - 1)
-
-
-@contextlib.contextmanager
-def _field_limit(needed: int) -> Iterator[None]:
-    """Keep csv's field size limit at least ``needed`` while the block runs."""
-    global _limit_users, _limit_saved
-    with _LIMIT_LOCK:
-        current = csv.field_size_limit()
-        if _limit_users == 0:
-            _limit_saved = current
-        _limit_users += 1
-        if needed > current:
-            _set_field_limit(needed)
-    try:
-        yield
-    finally:
-        with _LIMIT_LOCK:
-            _limit_users -= 1
-            if _limit_users == 0:
-                csv.field_size_limit(_limit_saved)
-
-
-def _after_fork_in_child() -> None:
-    """A forked child has none of its parent's reads: start over with a fresh lock."""
-    global _LIMIT_LOCK, _limit_users
-    _LIMIT_LOCK = threading.Lock()
-    if _limit_users:
-        _limit_users = 0
-        csv.field_size_limit(_limit_saved)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _chunk_chars(path: str) -> int:
-    """An upper bound on the length of any field of ``path``: its size, when that tells it.
-
-    A plain local file's text is at most as many characters as it has bytes. A compressed or remote
-    chunk's decoded size is not known before it is read: there the limit is lifted altogether.
-    """
-    if not is_url(path) and not is_compressed(path):
-        try:
-            return os.path.getsize(path) + 1
-        except OSError:
-            pass  # the open that follows reports it
-    return sys.maxsize
-
-
-class _DecodedLines:
-    """Feeds ``csv.reader`` decoded physical lines, keeping their numbers, and can replay them.
-
-    A line that cannot be decoded is passed on with replacement characters and remembered in
-    :attr:`bad`, so that the row holding it can be reported with its line number while the rest
-    of the file is still parsed. The lines of the row being parsed are kept in :attr:`taken`
-    (one line for most rows): when the row turns out malformed, :meth:`replay_after_first` hands
-    all but its first line to the parser again.
-    """
-
-    def __init__(self, lines: Iterable[bytes], encoding: str) -> None:
-        self._lines = iter(lines)
-        self._encoding = encoding
-        self._replay: collections.deque[tuple[int, str]] = collections.deque()
-        self._read = 0  # lines read from the file so far
-        self.bad: dict[int, str] = {}
-        self.taken: list[tuple[int, str]] = []
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        if self._replay:
-            item = self._replay.popleft()
-        else:
-            line = next(self._lines)
-            self._read += 1
-            number = self._read
-            if number == 1:
-                line = strip_bom(line, self._encoding)
-            try:
-                text = line.decode(self._encoding)
-            except UnicodeDecodeError as exc:
-                self.bad[number] = str(exc)
-                text = line.decode(self._encoding, errors="replace")
-            item = (number, text)
-        self.taken.append(item)
-        return item[1]
-
-    def next_row(self) -> int:
-        """Start a new row; returns the number of its first line."""
-        self.taken.clear()
-        return self._replay[0][0] if self._replay else self._read + 1
-
-    def replay_after_first(self) -> None:
-        """Parse the current row's lines again, all but the first (the bad one), as new rows."""
-        self._replay.extendleft(reversed(self.taken[1:]))
-        self.taken.clear()
-
-
-def _rows(lines: Iterable[bytes], encoding: str, delimiter: str) -> Iterator[tuple[int, list[str] | None, str | None]]:
-    """``(first_line, fields, error)`` for each non-blank row; ``fields`` is None when it failed.
-
-    The first row is the header. A row that is not well-formed CSV (malformed quoting: a stray
-    quote that runs on into a later quoted field or to the end of the file), or that spans several
-    lines and has another field count than the header (a stray quote that found a partner), costs
-    only its first line: parsing starts again at its second line, so every line the bad row
-    swallowed is parsed, and delivered or reported, as a row of its own. Each line thus ends up in
-    exactly one yielded row, and :meth:`CsvDataReader.count_samples` counts the same rows that
-    :meth:`CsvDataReader.read_file` delivers or reports.
-    """
-    src = _DecodedLines(lines, encoding)
-    reader = csv.reader(src, delimiter=delimiter, strict=True)
-    width: int | None = None
-    while True:
-        start = src.next_row()
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            src.replay_after_first()
-            yield start, None, f"malformed CSV: {exc}"
-            continue
-        if not row:  # blank line
-            continue
-        taken = src.taken
-        if width is None:
-            width = len(row)
-        elif len(taken) > 1 and len(row) != width:
-            end = taken[-1][0]
-            src.replay_after_first()
-            message = f"row spans lines {start}-{end} and has {len(row)} fields, the header has {width}"
-            yield start, None, message + " (an unbalanced quote?)"
-            continue
-        bad = [n for n, _ in taken if n in src.bad]
-        if bad:
-            yield start, None, f"invalid {encoding} text on line {bad[0]}: {src.bad[bad[0]]}"
-            continue
-        yield start, row, None
+        return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+    except LookupError:
+        return False
 
 
 class CsvDataReader(DataReader):
     """Reads CSV files (optionally ``.gz`` / ``.zst``) into columns named by the header row.
 
-    Values are strings unless ``converters`` maps a column to a callable (``int``, ``float``, any
-    ``str -> value`` function). Quoted fields may hold the delimiter and newlines. Blank lines are
+    Column types are inferred (``infer_types=True``, the default): a column whose cells are all
+    integers (``[+-]digits``, within int64) comes back as an int64 numpy array, all numbers (also
+    ``1.5e3``, ``inf``, ``nan``) as float64, all ``true``/``false`` (``True``, ``TRUE``, ...) as
+    bool; any other column is a list of str. Empty cells are missing values: an int column with an
+    empty cell (or a value beyond int64) is float64 with ``NaN`` there, a float column has ``NaN``
+    there, a bool column with an empty cell and an all-empty column stay str. Cells are not
+    stripped (``" 1"`` is a string). The types are fixed by the first chunk with rows that this
+    reader instance reads (each process worker's copy by its own first chunk); every later chunk is
+    held to them: a cell that is not of its column's type (``"abc"``, or ``"1.5"`` or an empty cell
+    in an int64 column: there is no widening) is a bad row, a :class:`DataFormatError` naming the
+    file, line and column (skipped under ``on_error="skip"``). ``converters`` maps a column to a
+    callable (``int``, ``float``, any ``str -> value`` function) that replaces inference for it;
+    ``infer_types=False`` gives every other column as strings. With ``pyarrow`` installed, files
+    without quote characters are parsed by ``pyarrow.csv``; the result is the same as the
+    standard-library path's, which reads the others and reports bad rows. Quoted fields may hold the delimiter and newlines. Blank lines are
     ignored (the header is the first non-blank row); an empty file gives ``({}, 0)`` and a
     header-only file empty columns for the header's names. A row with the wrong number of fields,
     a field that cannot be converted, malformed quoting or undecodable text gives a
@@ -207,12 +81,14 @@ class CsvDataReader(DataReader):
         delimiter: the one-character field separator.
         converters: ``{column: callable}`` applied to that column's string values.
         encoding: the text encoding of the file (must write ``"\\n"`` as one byte).
+        infer_types: infer int64 / float64 / bool columns (see above); ``False``: strings.
 
     Example::
 
-        reader = CsvDataReader(batch_size=32, converters={"label": int})
+        reader = CsvDataReader(batch_size=32, converters={"name": str.strip})
         columns, n = reader.read_file("data/part-0000.csv")
-        columns["label"][:3]  # [0, 1, 1]
+        columns["label"][:3]  # array([0, 1, 1])
+        reader.column_types     # {'pixel0': 'int64', ..., 'label': 'int64'} (converted ones absent)
     """
 
     counts_cheaply = False  # counting is a parse (quoted fields may hold newlines): see DataReader
@@ -226,6 +102,7 @@ class CsvDataReader(DataReader):
         delimiter: str = ",",
         converters: Mapping[str, Callable[[str], Any]] | None = None,
         encoding: str = "utf-8",
+        infer_types: bool = True,
     ) -> None:
         super().__init__(batch_size, shuffle, random_seed)
         if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '\r\n"':
@@ -237,15 +114,113 @@ class CsvDataReader(DataReader):
         self.delimiter = delimiter
         self.converters: dict[str, Callable[[str], Any]] = converters
         self.encoding = check_line_encoding(encoding)
+        self.infer_types = bool(infer_types)
+        #: ``{column: kind}`` fixed by the first chunk with rows (see :data:`KINDS`); each entry is
+        #: set once (``dict.setdefault``, atomic, so thread workers agree) and travels with the reader.
+        self.column_types: dict[str, str] = {}
+        self._types_from: dict[str, str] = {}
 
     def read_file(self, path: str) -> tuple[Columns, int]:
-        """Read ``path``; returns ``({column: list_of_values}, n_sample)``."""
+        """Read ``path``; returns ``({column: list_or_array}, n_sample)``."""
+        check_reader_fits(self, path)
+        if self.infer_types:
+            arrow = arrow_modules()
+            if arrow is not None and _is_utf8(self.encoding) and ord(self.delimiter) < 128:
+                try:
+                    return self._read_arrow(arrow, path)
+                except UseStdlib:
+                    pass
+        return self._read_stdlib(path)
+
+    def prepare(self, files: Sequence[str]) -> None:
+        """Fix the column types from the first of ``files`` with rows (in file order), before any worker starts.
+
+        So every worker, rank and process holds every chunk to the same types, whichever chunk it
+        happens to read first; a no-op once the types are fixed or with ``infer_types=False``.
+        """
+        if not self.infer_types or self.column_types or getattr(self, "_prepared", False):
+            return
+        self._prepared = True  # once, even when converters leave no column to type
+        for path in files:
+            if self.read_file(path)[1]:
+                logger.debug("CSV column types fixed from %s: %s", path, self.column_types)
+                return
+
+    def _kind(self, name: str, infer: Callable[[], str], path: str) -> str:
+        """The type fixed for column ``name``; the first chunk to ask fixes it (``infer()``)."""
+        kind = self.column_types.get(name)
+        if kind is None:
+            kind = self.column_types.setdefault(name, infer())
+            self._types_from.setdefault(name, path)
+        return kind
+
+    def _read_arrow(self, arrow: tuple[Any, Any, Any], path: str) -> tuple[Columns, int]:
+        """The pyarrow path, for files it parses exactly as :meth:`_read_stdlib` does; else :class:`UseStdlib`.
+
+        Quote characters and bare carriage returns are left to the standard library (its strict
+        quoting rules, and its line numbers for bad rows), and so is every file pyarrow refuses, a
+        header-only file, a converter failure and a cell not of its column's fixed type.
+        """
+        pa, pacsv, pc = arrow
+        try:
+            with open_binary(path) as f:
+                data = f.read()
+        except Exception:  # noqa: BLE001 - the standard-library path names the error
+            raise UseStdlib from None
+        if b'"' in data or data.count(b"\r") != data.count(b"\r\n"):
+            raise UseStdlib
+        body = data[3:] if data.startswith(codecs.BOM_UTF8) else data
+        first = next((line for line in body.split(b"\n") if line not in (b"", b"\r")), None)
+        if first is None:
+            raise UseStdlib
+        try:
+            header = first.rstrip(b"\r").decode("utf-8").split(self.delimiter)
+        except UnicodeDecodeError:
+            raise UseStdlib from None
+        header = self._check_header(header, path)
+        try:
+            table = pacsv.read_csv(
+                pa.py_buffer(data),
+                read_options=pacsv.ReadOptions(use_threads=False, encoding="utf8"),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=self.delimiter, quote_char=False, escape_char=False, ignore_empty_lines=True
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={h: pa.string() for h in header},
+                    null_values=[],
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                    check_utf8=True,
+                ),
+            )
+        except Exception:  # noqa: BLE001 - malformed rows, bad UTF-8: reported by the standard library
+            raise UseStdlib from None
+        n = table.num_rows
+        if n == 0 or table.column_names != header:
+            raise UseStdlib
+        out: dict[str, Any] = {}
+        for name in header:
+            col = table.column(name)
+            fn = self.converters.get(name)
+            if fn is not None:
+                try:
+                    out[name] = [fn(v) for v in col.to_pylist()]
+                except Exception:  # noqa: BLE001 - reported with its line by the standard library
+                    raise UseStdlib from None
+                continue
+            kind = self._kind(name, lambda col=col: arrow_infer(pa, pc, col), path)
+            out[name] = arrow_convert(pa, pc, col, kind)
+        logger.debug("read %d rows from %s (pyarrow)", n, path)
+        return out, n
+
+    def _read_stdlib(self, path: str) -> tuple[Columns, int]:
         header: list[str] | None = None
         columns: list[list[Any]] = []
         convs: list[tuple[int, Callable[[str], Any]]] = []
+        starts: list[int] = []  # the line each delivered row starts on
         n = 0
-        with _field_limit(_chunk_chars(path)), iter_lines(path) as lines:
-            for lineno, row, error in _rows(lines, self.encoding, self.delimiter):
+        with field_limit(chunk_chars(path)), iter_lines(path) as lines:
+            for lineno, row, error in csv_rows(lines, self.encoding, self.delimiter):
                 if header is None:
                     if row is None:  # a broken header row leaves nothing to go on
                         raise DataFormatError(f"bad header row: {error}", path, lineno)
@@ -274,11 +249,41 @@ class CsvDataReader(DataReader):
                     continue
                 for col, value in zip(columns, values, strict=True):
                     col.append(value)
+                starts.append(lineno)
                 n += 1
         if header is None:
             return {}, 0
+        out: dict[str, Any] = dict(zip(header, columns, strict=True))
+        if self.infer_types and n:
+            out, n = self._typed(out, header, starts, path)
         logger.debug("read %d rows from %s", n, path)
-        return dict(zip(header, columns, strict=True)), n
+        return out, n
+
+    def _typed(self, out: dict[str, Any], header: list[str], lines: list[int], path: str) -> tuple[Columns, int]:
+        """The columns without converters as their types; rows with a cell not of its type are bad rows."""
+        kinds = {
+            name: self._kind(name, lambda values=out[name]: infer_kind(values), path)
+            for name in header
+            if name not in self.converters
+        }
+        bad: dict[int, DataFormatError] = {}
+        for name, kind in kinds.items():
+            if kind == "string":
+                continue
+            for i, v in enumerate(out[name]):
+                if i not in bad and not is_kind(v, kind):
+                    message = drift_message(name, v, kind, self._types_from.get(name, "an earlier chunk"))
+                    bad[i] = DataFormatError(message, path, lines[i])
+        n = len(lines)
+        if bad:
+            for i in sorted(bad):
+                report_bad_record(bad[i], path, lines[i])
+            keep = [i for i in range(n) if i not in bad]
+            out = {name: [values[i] for i in keep] for name, values in out.items()}
+            n = len(keep)
+        for name, kind in kinds.items():
+            out[name] = to_kind(out[name], kind)
+        return out, n
 
     def _check_header(self, header: list[str], path: str) -> list[str]:
         seen = set(header)
@@ -297,8 +302,8 @@ class CsvDataReader(DataReader):
         counted right; rows that :meth:`read_file` would reject are counted too (a malformed row as
         one, and each line after its first as the rows they are parsed as).
         """
-        with _field_limit(_chunk_chars(path)), iter_lines(path) as lines:
-            rows = sum(1 for _ in _rows(lines, self.encoding, self.delimiter))
+        with field_limit(chunk_chars(path)), iter_lines(path) as lines:
+            rows = sum(1 for _ in csv_rows(lines, self.encoding, self.delimiter))
         return max(rows - 1, 0)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from pyloader_core.errors import DataFormatError
-from pyloader_core.formats.base import Format, LineSource, check_names
+from pyloader_core.formats.base import Format, LineSource, check_names, check_reader_fits
 from pyloader_core.reader import Columns, DataReader
 from pyloader_core.storage.compression import check_line_encoding, iter_blocks, iter_lines, strip_bom
 from pyloader_core.skips import report_bad_record
@@ -124,6 +124,7 @@ class JsonLineDataReader(DataReader):
 
     def read_file(self, path: str) -> tuple[Columns, int]:
         """Read ``path``; returns ``({key: list_of_values}, n_sample)``."""
+        check_reader_fits(self, path)
         fields = self.fields
         columns: dict[str, Any] | None = {f: [] for f in fields} if fields is not None else None
         keyset: frozenset[str] | None = frozenset(fields) if fields is not None else None

@@ -15,7 +15,7 @@ from typing import IO, Any
 import numpy as np
 
 from pyloader_core.errors import ConfigError, DataFormatError
-from pyloader_core.formats.base import Format
+from pyloader_core.formats.base import Format, check_reader_fits
 from pyloader_core.reader import Columns, DataReader
 from pyloader_core.storage.access import materialize, open_binary_any
 from pyloader_core.storage.paths import is_url
@@ -168,6 +168,7 @@ class NumpyDataReader(DataReader):
         configured (:func:`pyloader_core.storage.configure_cache`), and from its bytes in memory
         otherwise.
         """
+        check_reader_fits(self, path)
         src = materialize(path)
         if _sniff(src, path) == "npy":
             columns, n = self._read_npy(src, path)

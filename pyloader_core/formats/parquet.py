@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pyloader_core.errors import DataFormatError
-from pyloader_core.formats.base import Format, check_names
+from pyloader_core.formats.base import Format, check_names, check_reader_fits
 from pyloader_core.reader import Columns, DataReader
 from pyloader_core.storage.access import open_binary_any
 from pyloader_core.storage.paths import is_url
@@ -30,7 +30,7 @@ def _pyarrow() -> tuple[Any, Any]:
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise ImportError(
-            f"ParquetDataReader needs pyarrow, which could not be imported ({exc}): pip install pyloader[parquet]"
+            f"ParquetDataReader needs pyarrow, which failed to import ({exc}): pip install 'pyloader-chunks[parquet]'"
         ) from exc
     return pa, pq
 
@@ -135,6 +135,7 @@ class ParquetDataReader(DataReader):
 
     def read_file(self, path: str) -> tuple[Columns, int]:
         """Read ``path``; returns ``({column: array_or_list}, n_sample)``."""
+        check_reader_fits(self, path)
         pa, _ = _pyarrow()
         pf = open_parquet(path)
         try:

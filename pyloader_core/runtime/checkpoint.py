@@ -39,7 +39,7 @@ class Checkpointing(ElasticResume):
 
     # Given by DataLoader.
     datareader: DataReader
-    _latest: Any  # the latest pass (loader._Pass) or None
+    _latest: Any  # the latest pass (a passes.PassRecord) or None
     _resume: tuple[Position, int] | None
     _next_epoch: int
     _files_fingerprint: dict[str, Any] | None

@@ -34,7 +34,7 @@ from pyloader_core.runtime.pools import WorkerPool, make_pool
 from pyloader_core.runtime.progress import ProgressBar
 from pyloader_core.runtime.schema import SchemaGuard
 from pyloader_core.runtime.stats import LoaderStats
-from pyloader_core.runtime.windows import counted, length, window_planned, window_size
+from pyloader_core.runtime.windows import AUTO_QUEUE_LIMIT, counted, length, queue_cap, window_planned, window_size
 from pyloader_core.runtime.worker_loop import Task, WorkerSpec
 from pyloader_core.skips import SkipLog, SkippedItem
 
@@ -42,7 +42,6 @@ __all__ = ["BatchStream"]
 
 logger = logging.getLogger(__name__)
 
-_AUTO_QUEUE_LIMIT = 64  # chunks in flight at most when max_memory decides
 _pass_ids = itertools.count(1)  # every pass tags its tasks, so a kept pool never feeds one pass another's
 
 
@@ -95,6 +94,7 @@ class BatchStream:
         self._last_batch_size = 0
         self._schema = SchemaGuard(skip=options.on_error == "skip", stats=stats)
         self._empty: Columns | None = None  # the latest batch with no sample: what an all-holes batch yields
+        self._owed_empty = 0  # all-holes batches met before any real batch (several ranks: yielded later)
         self._budget: MemoryBudget | None = None
         self._make_pool: Callable[[], WorkerPool] | None = None
         self._autoscaler: WorkerAutoscaler | None = None
@@ -162,27 +162,10 @@ class BatchStream:
                 yield Task(self._pass_id, (i, work.window), work)
 
     def _queue_cap(self) -> int:
-        """Chunks allowed in flight now: ``max_queue_size``, or less to stay within ``max_memory``."""
+        """Chunks allowed in flight now (see :func:`.windows.queue_cap`)."""
         assert self._pool is not None
-        if self._pool.num_workers == 0:
-            return 1  # inline: a window runs when it is taken, so submitting ahead gains nothing
-        if self._taken == 0 and self._options.worker_type == "thread":
-            # The first chunk alone: threads share the GIL, and several first chunks read at once
-            # would all arrive late.
-            return 1
-        # The queue grows by one window per window taken, from one per worker, up to the cap: the
-        # workers are never idle, and the counts new windows need are asked for a few at a time,
-        # never all before the first batch.
-        ramp = max(1, self._pool.num_workers) + self._taken
-        size = self._options.max_queue_size
-        if size != "auto":
-            cap = int(size)
-        elif self._budget is not None:
-            cap = _AUTO_QUEUE_LIMIT  # the budget decides
-        else:
-            cap = max(2, 2 * self._pool.num_workers)
-        cap = min(cap, ramp)
-        return cap if self._budget is None else self._budget.cap(cap)
+        o = self._options
+        return queue_cap(self._pool.num_workers, self._taken, o.worker_type, o.max_queue_size, self._budget)
 
     def _maybe_grow(self, waited: float) -> None:
         """``num_workers="auto"``: add a worker while the consumer is input-bound and every worker busy."""
@@ -191,7 +174,7 @@ class BatchStream:
         scaler.record(waited)
         if not scaler.should_grow(pool.num_workers, busy=self._in_flight >= pool.num_workers):
             return
-        if self._budget is not None and self._budget.cap(_AUTO_QUEUE_LIMIT) <= pool.num_workers + 1:
+        if self._budget is not None and self._budget.cap(AUTO_QUEUE_LIMIT) <= pool.num_workers + 1:
             return  # another worker's chunk would not fit in max_memory
         pool.grow()
         if self._budget is not None:
@@ -272,7 +255,9 @@ class BatchStream:
         if result.error is not None:
             exc = result.error
             work = result.work
-            who = "the consumer thread" if result.worker < 0 else f"worker {result.worker}"
+            kind = {"ThreadPool": "worker thread ", "ProcessPool": "worker process "}.get(type(self._pool).__name__)
+            # worker -1: run here while spawned workers start; an InlinePool (num_workers=0) runs here too.
+            who = "the consumer thread" if result.worker < 0 or kind is None else f"{kind}{result.worker}"
             exc.add_note(
                 f"PyLoader: {result.stage} failed on {describe_work(work)} (epoch {work.epoch}, window "
                 f"{work.window}, {who})"
@@ -323,6 +308,8 @@ class BatchStream:
                 self._plans.pop(i, None)
                 if self._stats.skipped_count:
                     logger.info("epoch %d done; %d records skipped so far", plan.epoch, self._stats.skipped_count)
+            if bar is not None:
+                bar.finish()  # every batch was yielded: 100%, whatever the estimated total
         except GeneratorExit:
             raise  # the consumer stopped early (break, close): the pool is fine
         except BaseException:
@@ -353,8 +340,7 @@ class BatchStream:
                     batch = self._joined(pending, sources, work)
                     pending, sources, pending_planned = [], [], 0
                     self.position = Position(plan.epoch, work.window, position)
-                    if batch is not None:
-                        yield batch
+                    yield from self._emit(batch)
             last = n == len(windows) - 1
             source = describe_work(work)
             for k, (encoded, size) in enumerate(zip(result.batches, result.batch_planned)):
@@ -364,8 +350,7 @@ class BatchStream:
                     continue
                 batch = self._collate(encoded, source)
                 self.position = Position(plan.epoch, work.window, position)
-                if batch is not None:
-                    yield batch
+                yield from self._emit(batch)
             if result.tail_planned:
                 pending, sources, pending_planned = [result.tail or {}], [describe_work(work)], result.tail_planned
             del result  # the window's chunks are held by nothing else now
@@ -375,8 +360,7 @@ class BatchStream:
                 return
             batch = self._joined(pending, sources, work)
             self.position = Position(plan.epoch, work.window, work.offset + window_planned(work))
-            if batch is not None:
-                yield batch
+            yield from self._emit(batch)
 
     def _joined(self, parts: list[Columns], sources: list[str], work: WindowWork) -> Any:
         """Encode, here, the batch joined from the raw tail and head of neighbouring windows."""
@@ -395,11 +379,24 @@ class BatchStream:
                 self._stats.add_skipped(log.items)
         return self._collate(encoded, source)
 
+    def _emit(self, batch: Any) -> Iterator[Any]:
+        """``batch`` (none for ``None``), after the empty batches owed since before the first real one."""
+        if batch is None:
+            return
+        while self._owed_empty and self._empty is not None:
+            self._owed_empty -= 1
+            self._stats.empty_batches -= 1  # counted when owed; _collate counts it again
+            yield self._collate({}, "")
+        yield batch
+
     def _collate(self, encoded: Columns, source: str) -> Any:
         count = length(encoded)
         if count == 0:  # every record of the batch was bad
             self._stats.empty_batches += 1
-            if self._options.world_size == 1 or self._empty is None:
+            if self._options.world_size == 1:
+                return None
+            if self._empty is None:  # no batch yet to take keys and dtypes from: owed (see _emit)
+                self._owed_empty += 1
                 return None
             # Several ranks: yield an empty batch (the last one's keys, dtypes and shapes, no sample), so
             # that every rank still yields the same number of batches and DDP never waits for one.

@@ -42,10 +42,12 @@ from pyloader_core.errors import ConfigError
 from pyloader_core.runtime.channel import Channel, close_inherited
 from pyloader_core.runtime.recycle import WorkerBuffers
 from pyloader_core.runtime.worker_loop import WorkerSpec, process_deliver, worker_loop
+from pyloader_core.storage.fs import install_storage_snapshot, storage_snapshot
 
 __all__ = [
     "FORK_UNSAFE_MODULES",
     "InitFailure",
+    "MAIN_GUARD_EXIT",
     "ProcessHandle",
     "STACK_SIGNAL",
     "fork_unsafe_reason",
@@ -57,6 +59,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Exit code of a spawned worker whose re-import of the user's script started a loader (no
+#: ``if __name__ == '__main__':`` guard): it leaves quietly and the consumer raises one clear error.
+MAIN_GUARD_EXIT = 78
 
 _PR_SET_PDEATHSIG = 1
 STACK_SIGNAL = signal.SIGUSR1  # a worker dumps its Python stack (faulthandler) when it gets this
@@ -170,9 +176,13 @@ def _exists(pid: int) -> bool:
 
 
 def write_payload(spec: WorkerSpec) -> int:
-    """``spec`` pickled into anonymous shared memory, for spawned workers (no file to clean up)."""
+    """``spec`` pickled into anonymous shared memory, for spawned workers (no file to clean up).
+
+    This process's storage options (:func:`~pyloader_core.storage.fs.storage_snapshot`) go with it:
+    a spawned worker reaches the data the way the consumer does.
+    """
     try:
-        data = pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((spec, storage_snapshot()), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
         exc.add_note(
             "PyLoader: worker processes started with spawn or forkserver receive the reader and dataset "
@@ -198,7 +208,9 @@ def _read_payload(fd: int) -> WorkerSpec:
         chunks.append(chunk)
         offset += len(chunk)
     os.close(fd)
-    return pickle.loads(b"".join(chunks))
+    spec, storage = pickle.loads(b"".join(chunks))
+    install_storage_snapshot(storage)
+    return spec  # type: ignore[no-any-return]
 
 
 def start_forked(worker: int, spec: WorkerSpec, sock: socket.socket, stack_fd: int, *, die_with_parent: bool) -> ProcessHandle:
@@ -231,6 +243,11 @@ def start_spawned(
     ctx: Any, worker: int, name: str, sock: socket.socket, *, die_with_parent: bool
 ) -> ProcessHandle:
     """Start a ``multiprocessing`` worker (spawn or forkserver) serving ``sock``; it then waits for its payload."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # We are a spawned process importing the user's script (multiprocessing's bootstrapping), and
+        # the script starts a loader at import: no `__main__` guard. Leave at once and quietly (not
+        # multiprocessing's long RuntimeError); the consumer sees the exit code and says what to do.
+        os._exit(MAIN_GUARD_EXIT)
     if multiprocessing.current_process().daemon:
         raise ConfigError(
             "this process is itself a daemonic worker (a torch DataLoader worker?) and already runs "

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
+import difflib
 import logging
 import os
 import weakref
@@ -15,16 +15,18 @@ from pyloader_core.dataset import Dataset
 from pyloader_core.runtime.engine import BatchStream
 from pyloader_core.runtime.position import Position
 from pyloader_core.errors import ConfigError
-from pyloader_core.storage.listing import list_files
+from pyloader_core.storage.listing import check_process_readable, list_files
 from pyloader_core.index import check_checksums
 from pyloader_core.runtime.checkpoint import Checkpointing
 from pyloader_core.runtime.counts import SampleCounts
 from pyloader_core.runtime.keeper import PoolKeeper
 from pyloader_core.options import LoaderOptions
+from pyloader_core.runtime.passes import LoaderIterator, PassRecord
 from pyloader_core.runtime.plan import EpochPlan, Shard, plan_epoch
 from pyloader_core.runtime.progress import check_available as check_progress_available
 from pyloader_core.reader import DataReader
 from pyloader_core.runtime.stats import LoaderStats
+from pyloader_core.skips import SkipLog, skip_policy
 
 __all__ = ["DataLoader", "LoaderIterator"]
 
@@ -32,80 +34,17 @@ logger = logging.getLogger(__name__)
 
 DataDir = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
-@dataclasses.dataclass
-class _Pass:
-    """The latest pass: its stream, its worker shard, the epoch it ends before, and how it ended.
-
-    ``own`` marks a pass of the loader's epoch sequence (``iter(loader)``), as opposed to
-    :meth:`DataLoader.iter_epochs`; ``exhausted`` is set once it ran to its end.
-    """
-
-    stream: BatchStream
-    worker: Shard
-    end: int
-    own: bool
-    exhausted: bool = False
-    elastic: Any = None  # (epoch, history, pieces) when the pass's first epoch is a resumed elastic one
-
-
-class LoaderIterator:
-    """One pass over some epochs; owns its worker pool.
-
-    Closing it (``close()``, exhaustion, an exception, ``break`` then garbage collection, or interpreter
-    exit) stops every worker. Holding no reference to it is enough to stop it.
-    ``exhausted`` becomes ``True`` once it ran to its end (``StopIteration``).
-
-    Example::
-
-        with loader.iter_epochs([3]) as it:  # epoch 3 alone
-            for batch in it: ...
-        it.exhausted  # True
-    """
-
-    def __init__(self, stream: BatchStream, record: _Pass | None = None) -> None:
-        self._stream = stream
-        self._gen = iter(stream)
-        self._record = record  # told when the pass runs to its end; never refers back to the loader
-        self.exhausted = False
-        # The generator and the pool never refer back to this object, so dropping it finalizes at once.
-        self._finalizer = weakref.finalize(self, stream.close)
-
-    def __iter__(self) -> LoaderIterator:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            return next(self._gen)
-        except StopIteration:
-            self.exhausted = True
-            if self._record is not None:
-                self._record.exhausted = True
-            raise
-
-    @property
-    def epoch(self) -> int:
-        """0-based epoch of the batch last returned (-1 before the first)."""
-        return self._stream.epoch
-
-    @property
-    def position(self) -> Position:
-        """Where the next batch starts (for :meth:`DataLoader.position_state`)."""
-        return self._stream.position
-
-    def workers_alive(self) -> int:
-        """Running background workers (0 once closed)."""
-        return self._stream.workers_alive()
-
-    def close(self) -> None:
-        """Stop the workers; idempotent."""
-        self._gen.close()
-        self._finalizer()
-
-    def __enter__(self) -> LoaderIterator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def _option_error(exc: TypeError, options: dict[str, Any]) -> str:
+    """The message for options :class:`LoaderOptions` refused: the unknown names, each with the closest valid one."""
+    valid = sorted(LoaderOptions.__dataclass_fields__)
+    unknown = [name for name in options if name not in valid]
+    if not unknown:
+        return f"{exc}; valid options: {valid}"
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+        parts.append(f"unknown option {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    return "; ".join(parts) + f" (valid options: {', '.join(valid)})"
 
 
 class DataLoader(Checkpointing):
@@ -176,19 +115,21 @@ class DataLoader(Checkpointing):
                 num_epoch=num_epoch, max_queue_size=max_queue_size, shuffle=shuffle, random_seed=random_seed, **options
             )
         except TypeError as exc:
-            raise ConfigError(f"{exc}; valid options: {sorted(LoaderOptions.__dataclass_fields__)}") from None
+            raise ConfigError(_option_error(exc, options)) from None
         self.datareader = datareader
         self.dataset = dataset if dataset is not None else Dataset()
         self.datacollator = datacollator if datacollator is not None else NumpyDataCollator()
         if self.options.progress:
             check_progress_available()  # fail in the constructor, not mid-training
-        self.files: list[str] = list_files(data_dir)
+        self.files: list[str] = list_files(data_dir, self.options.storage_options)
+        if self.options.worker_type == "process" and self.options.num_workers != 0:
+            check_process_readable(self.files)  # memory:// is one process's: a ConfigError saying so
         self.batch_size: int = self.options.batch_size or datareader.batch_size
         self._sample_counts = SampleCounts(self.files, datareader)
         self._stats = LoaderStats()
         self._iterators: weakref.WeakSet[LoaderIterator] = weakref.WeakSet()
         self._default: LoaderIterator | None = None
-        self._latest: _Pass | None = None  # the latest pass, for state_dict()
+        self._latest: PassRecord | None = None  # the latest pass, for state_dict()
         self._keeper = PoolKeeper()
         # The kept pool must not outlive the loader (GC, interpreter exit); the keeper never refers back.
         self._finalizer = weakref.finalize(self, self._keeper.close)
@@ -278,7 +219,20 @@ class DataLoader(Checkpointing):
         """
         return self._start_pass(list(epochs), worker, start, own=False)
 
+    def _prepare_reader(self) -> None:
+        """``datareader.prepare(files)`` here, before any worker copies the reader (CSV fixes its types).
+
+        Bad records met here are the workers' to report, in their place in the stream: under skip
+        they go to a throwaway log (the worker counts them), and any error leaves the reader as it was.
+        """
+        try:
+            with skip_policy(SkipLog() if self.options.on_error == "skip" else None):
+                self.datareader.prepare(self.files)
+        except Exception as exc:  # noqa: BLE001 - the worker's read of that file reports it
+            logger.debug("%s.prepare failed (%s); workers decide on their own", type(self.datareader).__name__, exc)
+
     def _start_pass(self, epochs: list[int], worker: Shard, start: Position | None, own: bool) -> LoaderIterator:
+        self._prepare_reader()
         makers = [functools.partial(self.plan, e, worker) for e in epochs]
         if start is None and epochs:
             start = Position(epochs[0])  # a no-op start, so that the position is known from the outset
@@ -309,7 +263,7 @@ class DataLoader(Checkpointing):
             keeper=self._keeper if self.options.persistent_workers else None,
             count=self.count_file,
         )
-        record = _Pass(stream, worker, epochs[-1] + 1 if epochs else self._next_epoch, own, elastic=elastic)
+        record = PassRecord(stream, worker, epochs[-1] + 1 if epochs else self._next_epoch, own, elastic=elastic)
         self._latest = record
         it = LoaderIterator(stream, record)
         self._iterators.add(it)

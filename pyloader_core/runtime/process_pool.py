@@ -18,10 +18,11 @@ import threading
 import time
 from collections.abc import Iterator
 
-from pyloader_core.errors import WorkerDiedError, WorkerError
+from pyloader_core.errors import ConfigError, WorkerDiedError, WorkerError
 from pyloader_core.runtime.channel import Channel, ChannelClosed, pair
 from pyloader_core.runtime.execute import WindowResult, describe_work
 from pyloader_core.runtime.launch import (
+    MAIN_GUARD_EXIT,
     STACK_SIGNAL,
     InitFailure,
     ProcessHandle,
@@ -194,6 +195,12 @@ class ProcessPool(WorkerPool):
     def _died(self, wk: _ProcessWorker) -> None:
         wk.handle.join(JOIN_TIMEOUT_S)
         code = wk.handle.exit_code()
+        if code == MAIN_GUARD_EXIT and self._ctx is not None:
+            raise ConfigError(
+                f"start_method={self.start_method!r} re-imports your script in each worker: put the code that "
+                "iterates the loader under `if __name__ == '__main__':` (or use start_method='fork' / "
+                "worker_type='thread')"
+            ) from None
         how = f"exit code {code}"
         if code is not None and code < 0:
             try:

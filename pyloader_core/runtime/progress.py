@@ -1,6 +1,6 @@
 """A ``tqdm`` progress bar for the loader (``progress=True``): samples/s, epoch and queue depth.
 
-``tqdm`` is optional (``pip install pyloader[progress]``); :func:`check_available` raises a clear
+``tqdm`` is optional (``pip install 'pyloader-chunks[progress]'``); :func:`check_available` raises a clear
 ``ImportError`` when it is missing, so that a loader asked for a bar can fail at construction
 rather than mid-iteration.
 
@@ -27,13 +27,13 @@ def _tqdm() -> Any:
         from tqdm.auto import tqdm
     except ImportError as exc:
         raise ImportError(
-            f"progress=True needs tqdm, which could not be imported ({exc}): pip install pyloader[progress]"
+            f"progress=True needs tqdm, which could not be imported ({exc}): pip install 'pyloader-chunks[progress]'"
         ) from exc
     return tqdm
 
 
 def check_available() -> None:
-    """Raise ``ImportError`` (suggesting ``pip install pyloader[progress]``) when tqdm is missing.
+    """Raise ``ImportError`` (suggesting ``pip install 'pyloader-chunks[progress]'``) when tqdm is missing.
 
     Example::
 
@@ -96,6 +96,17 @@ class ProgressBar:
             self._postfix = (epoch, in_flight)
             self._bar.set_postfix_str(f"epoch={epoch}, queue={in_flight}", refresh=False)
         self._bar.update(samples)
+
+    def finish(self) -> None:
+        """The pass ended: make the bar read 100% (its total becomes what was counted; see below) and close it.
+
+        The total given at the start is an estimate (``batches * batch_size``: a short last batch, skipped
+        records or a resumed pass make it too large), so a complete pass would otherwise stop short of it.
+        """
+        if not self._closed and self._bar.total is not None and self._bar.n != self._bar.total:
+            self._bar.total = self._bar.n
+            self._bar.refresh()
+        self.close()
 
     @property
     def postfix(self) -> str:

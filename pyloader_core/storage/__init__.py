@@ -29,8 +29,8 @@ from pyloader_core.storage.cache import (
     configure_cache,
 )
 from pyloader_core.storage.checks import VERIFY_ENV, IncompleteReadError, unverified
-from pyloader_core.storage.fs import url_to_fs
-from pyloader_core.storage.listing import list_files
+from pyloader_core.storage.fs import storage_options_for, url_to_fs, use_storage_options
+from pyloader_core.storage.listing import check_process_readable, list_files
 from pyloader_core.storage.paths import (
     INDEX_NAME,
     RESERVED_NAMES,
@@ -52,6 +52,7 @@ __all__ = [
     "VERIFY_ENV",
     "cache_settings",
     "cached_path",
+    "check_process_readable",
     "configure_cache",
     "dirname",
     "exists",
@@ -66,7 +67,9 @@ __all__ = [
     "open_binary_any",
     "read_bytes",
     "relative_name",
+    "storage_options_for",
     "unverified",
     "url_to_fs",
+    "use_storage_options",
     "write_bytes",
 ]

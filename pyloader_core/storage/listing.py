@@ -18,14 +18,15 @@ import logging
 import os
 import stat
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from pyloader_core.errors import NoFilesError
+from pyloader_core.errors import ConfigError, NoFilesError
 from pyloader_core.storage.access import exists
-from pyloader_core.storage.fs import url_to_fs
+from pyloader_core.storage.fs import PROCESS_LOCAL_PROTOCOLS, url_to_fs, use_storage_options
 from pyloader_core.storage.paths import GLOB_CHARS, is_data_file_name, is_data_path, is_http
 
-__all__ = ["list_files"]
+__all__ = ["check_process_readable", "list_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +188,10 @@ def _expand(entry: str | os.PathLike[str]) -> list[str]:
     raise NoFilesError(f"data path {path!r} does not exist")
 
 
-def list_files(data_dir: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str]:
+def list_files(
+    data_dir: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    storage_options: Mapping[str, Any] | None = None,
+) -> list[str]:
     """The data files ``data_dir`` names, in a stable order.
 
     A directory is walked recursively (sorted; hidden and ``_``-prefixed entries and ``index.json``
@@ -205,20 +209,48 @@ def list_files(data_dir: str | os.PathLike[str] | Iterable[str | os.PathLike[str
     metadata skipped) and come back as full URLs. An ``http(s)://`` URL is one file, unless it
     ends with ``/``: then the links of the server's directory page are listed (one level).
 
+    ``storage_options`` (fsspec's keyword arguments: credentials, ``client_kwargs``...; flat or per
+    protocol) are registered for the URL entries of ``data_dir`` first (see
+    :func:`~.fs.use_storage_options`): the listing and every later access under them use them.
+
     Example::
 
         list_files("data/")              # every chunk under data/, sorted
         list_files("data/*.jsonl")       # a glob
         list_files(["a.jsonl", "b.jsonl"])
-        list_files("s3://bucket/dataset/")
+        list_files("s3://bucket/dataset/", {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}})
     """
     if isinstance(data_dir, (str, os.PathLike)):
         entries: list[str | os.PathLike[str]] = [data_dir]
     else:
         entries = list(data_dir)
+    if storage_options is not None:
+        use_storage_options([os.fspath(e) for e in entries], storage_options)
     files: list[str] = []
     for entry in entries:
         files.extend(_expand(entry))
     if not files:
         raise NoFilesError(f"no data files found in {data_dir!r} (hidden, '_'-prefixed and index files are skipped)")
     return files
+
+
+def check_process_readable(files: Iterable[str]) -> None:
+    """Raise :class:`ConfigError` when a file lives in one process's memory (``memory://``).
+
+    Worker processes cannot read it: a spawned worker's in-memory file system is empty, a forked
+    one's is a copy taken when it started (stale from then on), so the error says to use thread
+    workers or a file system every process can reach.
+
+    Example::
+
+        check_process_readable(["memory://data/a.jsonl"])  # ConfigError
+    """
+    for path in files:
+        head, sep, _ = path.rsplit("::", 1)[-1].partition("://")
+        if sep and head in PROCESS_LOCAL_PROTOCOLS:
+            raise ConfigError(
+                f"{path!r} is on fsspec's {head}:// file system, which lives in this process's memory: worker "
+                "processes cannot read it (a spawned one sees an empty file system, a forked one a copy taken "
+                "when it started). Use worker_type='thread' (or num_workers=0), or put the data on a file "
+                "system every process reaches (local disk, file://, s3://...)"
+            )
