@@ -61,3 +61,14 @@ def test_loader_fails_on_the_first_chunk(tmp_path):
     np.save(root / "a.npy", np.arange(4))
     with pytest.raises(DataFormatError, match="a.npy looks like numpy, but this is the csv reader"):
         list(DataLoader(CsvDataReader(batch_size=2), None, None, str(root)))
+
+
+@pytest.mark.parametrize("reader_name", ["tfrecord", "arrow", "webdataset"])
+def test_the_new_readers_are_judged_too(tmp_path, reader_name):
+    from pyloader_core import get_reader
+
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps({"id": 1}) + "\n")
+    with pytest.raises(DataFormatError, match="looks like jsonl") as info:
+        get_reader(reader_name).read_file(str(path))
+    assert str(path) in str(info.value)

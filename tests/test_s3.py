@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections import Counter
 
 import pytest
@@ -23,12 +20,6 @@ if not os.environ.get("PYLOADER_REQUIRE_ALL"):
 
 BUCKET = "pyloader-test"
 SIZES = [6, 9, 4, 7, 5]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -48,30 +39,16 @@ def s3_server():
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     }
     os.environ.update(dummy)
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    from moto.server import ThreadedMotoServer
+
+    # In this process, on a thread: start() returns once the server is ready (it waits on that event).
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start on 127.0.0.1:{port} (exit {server.poll()})") from None
-                time.sleep(0.1)
-        yield {"endpoint": f"http://127.0.0.1:{port}", "pid": server.pid, "port": port}
+        host, port = server.get_host_and_port()
+        yield {"endpoint": f"http://{host}:{port}", "pid": os.getpid(), "port": port}
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        server.stop()
         for k in dummy:
             os.environ.pop(k, None)
         os.environ.update({k: v for k, v in saved.items() if v is not None})

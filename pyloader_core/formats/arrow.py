@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pyloader_core.errors import DataFormatError
-from pyloader_core.formats.base import Format, check_names
+from pyloader_core.formats.base import Format, check_names, check_reader_fits
 from pyloader_core.reader import Columns, DataReader
 from pyloader_core.storage.access import open_binary_any
 from pyloader_core.storage.compression import _compressed_data_errors_named, is_compressed, open_binary
@@ -160,6 +160,7 @@ class ArrowDataReader(DataReader):
 
     def read_file(self, path: str) -> tuple[Columns, int]:
         """Read ``path``; returns ``({column: array_or_list}, n_sample)``."""
+        check_reader_fits(self, path)
         pa = _pyarrow()
         with open_arrow(path) as arrow:
             try:

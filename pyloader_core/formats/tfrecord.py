@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from pyloader_core.errors import DataFormatError
-from pyloader_core.formats.base import Format, LineSource, check_names
+from pyloader_core.formats.base import Format, LineSource, check_names, check_reader_fits
 from pyloader_core.reader import Columns, DataReader
 from pyloader_core.skips import report_bad_record
 from pyloader_core.storage.compression import _compressed_data_errors_named, is_compressed, open_binary
@@ -357,6 +357,7 @@ class TFRecordDataReader(DataReader):
 
     def read_file(self, path: str) -> tuple[Columns, int]:
         """Read ``path``; returns ``({feature: values}, n_sample)``."""
+        check_reader_fits(self, path)
         wanted = self.features
         keys: list[str] | None = list(wanted) if wanted is not None else None
         kinds: dict[str, str | None] = {}

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pyloader_core.errors import DataFormatError
-from pyloader_core.formats.base import Format, LineSource, check_names
+from pyloader_core.formats.base import Format, LineSource, check_names, check_reader_fits
 from pyloader_core.reader import Columns, DataReader
 from pyloader_core.skips import report_bad_record
 from pyloader_core.storage.compression import _compressed_data_errors_named, is_compressed, open_binary
@@ -180,6 +180,7 @@ class WebDatasetReader(DataReader):
 
     def read_file(self, path: str) -> tuple[Columns, int]:
         """Read ``path``; returns ``({"__key__": keys, ext: values, ...}, n_sample)``."""
+        check_reader_fits(self, path)
         wanted = self.columns
         exts: list[str] | None = list(wanted) if wanted is not None else None
         out: dict[str, list[Any]] = {KEY: [], **{e: [] for e in exts}} if exts is not None else {}
