@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from pyloader_core.errors import DataFormatError
+from pyloader_core.formats._pyarrow import import_pyarrow, is_data_error, is_primitive, selected_columns
 from pyloader_core.formats.base import Format, check_names, check_reader_fits
 from pyloader_core.reader import Columns, DataReader
 from pyloader_core.storage.access import open_binary_any
@@ -28,26 +29,8 @@ logger = logging.getLogger(__name__)
 
 _FILE_MAGIC = b"ARROW1"
 
-#: OSError subclasses that are about the file system, not the file's content: let them through.
-_FS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
-
-
 def _pyarrow() -> Any:
-    """Import ``pyarrow`` (and ``pyarrow.ipc``) on first use."""
-    try:
-        import pyarrow as pa
-        import pyarrow.ipc  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(
-            f"ArrowDataReader needs pyarrow, which failed to import ({exc}): pip install 'pyloader-chunks[parquet]'"
-        ) from exc
-    return pa
-
-
-def _is_data_error(pa: Any, exc: BaseException) -> bool:
-    if isinstance(exc, pa.ArrowException):
-        return True
-    return isinstance(exc, OSError) and not isinstance(exc, _FS_ERRORS)
+    return import_pyarrow("ArrowDataReader", "ipc")[0]
 
 
 class _Opened:
@@ -116,13 +99,9 @@ def open_arrow(path: str) -> _Opened:
             c.close()
         if isinstance(exc, DataFormatError):
             raise
-        if _is_data_error(pa, exc):
+        if is_data_error(pa, exc):
             raise DataFormatError(f"not a valid Arrow IPC file (file or stream form): {exc}", path) from exc
         raise
-
-
-def _is_primitive(pa: Any, dtype: Any) -> bool:
-    return bool(pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype))
 
 
 class ArrowDataReader(DataReader):
@@ -168,25 +147,18 @@ class ArrowDataReader(DataReader):
             except DataFormatError:
                 raise
             except Exception as exc:
-                if _is_data_error(pa, exc):
+                if is_data_error(pa, exc):
                     raise DataFormatError(f"corrupt Arrow IPC data: {exc}", path) from exc
                 raise
 
     def _read(self, pa: Any, arrow: _Opened, path: str) -> tuple[Columns, int]:
         schema = arrow.schema
-        names: list[str] = list(schema.names)
-        if len(set(names)) != len(names):
-            raise DataFormatError(f"the file repeats column names: {names}", path)
-        if self.columns is not None:
-            missing = [c for c in self.columns if c not in names]
-            if missing:
-                raise DataFormatError(f"column(s) {missing} not in the file (it has {names})", path)
-            names = list(self.columns)
+        names = selected_columns(schema.names, self.columns, path)
         table = pa.Table.from_batches(list(arrow.batches()), schema=schema).select(names)
         out: dict[str, Any] = {}
         for name in names:
             column = table.column(name)
-            if _is_primitive(pa, column.type) and not (column.null_count and not pa.types.is_floating(column.type)):
+            if is_primitive(pa, column.type) and not (column.null_count and not pa.types.is_floating(column.type)):
                 out[name] = np.array(column.to_numpy(), copy=True)  # own the memory: the map is closed after
             else:
                 out[name] = column.to_pylist()

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from pyloader_core.errors import DataFormatError
+from pyloader_core.formats._pyarrow import import_pyarrow, is_data_error, is_primitive, selected_columns
 from pyloader_core.formats.base import Format, check_names, check_reader_fits
 from pyloader_core.reader import Columns, DataReader
 from pyloader_core.storage.access import open_binary_any
@@ -24,31 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def _pyarrow() -> tuple[Any, Any]:
-    """Import ``pyarrow`` and ``pyarrow.parquet`` on first use."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise ImportError(
-            f"ParquetDataReader needs pyarrow, which failed to import ({exc}): pip install 'pyloader-chunks[parquet]'"
-        ) from exc
-    return pa, pq
-
-
-def _is_primitive(pa: Any, dtype: Any) -> bool:
-    """Types that fill a preallocated numpy array: integers, floats, booleans."""
-    return bool(pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype))
-
-
-#: OSError subclasses that are about the file system, not the file's content: let them through.
-_FS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
-
-
-def _is_data_error(pa: Any, exc: BaseException) -> bool:
-    """pyarrow reports corrupt content as ArrowException or as a plain OSError."""
-    if isinstance(exc, pa.ArrowException):
-        return True
-    return isinstance(exc, OSError) and not isinstance(exc, _FS_ERRORS)
+    return import_pyarrow("ParquetDataReader", "parquet")
 
 
 def _close(pf: Any) -> None:
@@ -85,7 +62,7 @@ def open_parquet(path: str) -> Any:
     except Exception as exc:
         if source is not None:
             source.close()
-        if _is_data_error(pa, exc):
+        if is_data_error(pa, exc):
             raise DataFormatError(f"not a valid Parquet file: {exc}", path) from exc
         raise
     if source is not None:
@@ -143,7 +120,7 @@ class ParquetDataReader(DataReader):
         except DataFormatError:
             raise
         except Exception as exc:
-            if _is_data_error(pa, exc):
+            if is_data_error(pa, exc):
                 raise DataFormatError(f"corrupt Parquet data: {exc}", path) from exc
             raise
         finally:
@@ -151,20 +128,13 @@ class ParquetDataReader(DataReader):
 
     def _read(self, pa: Any, pf: Any, path: str) -> tuple[Columns, int]:
         schema = pf.schema_arrow
-        names: list[str] = list(schema.names)
-        if len(set(names)) != len(names):
-            raise DataFormatError(f"the file repeats column names: {names}", path)
-        if self.columns is not None:
-            missing = [c for c in self.columns if c not in names]
-            if missing:
-                raise DataFormatError(f"column(s) {missing} not in the file (it has {names})", path)
-            names = list(self.columns)
+        names = selected_columns(schema.names, self.columns, path)
         meta = pf.metadata
         total = int(meta.num_rows)
         out: dict[str, Any] = {}
         for name in names:
             dtype = schema.field(name).type
-            if _is_primitive(pa, dtype):
+            if is_primitive(pa, dtype):
                 out[name] = np.empty(total, dtype=dtype.to_pandas_dtype())
             else:
                 out[name] = []
