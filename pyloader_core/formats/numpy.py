@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import zipfile
 from typing import IO, Any
 
@@ -27,18 +28,24 @@ logger = logging.getLogger(__name__)
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK"
 
+# numpy parses a .npy header with ast.literal_eval, and CPython < 3.12 parses ASTs unsafely across
+# threads ("SystemError: AST constructor recursion depth mismatch", gh-106905): thread workers that
+# read headers at once take turns. A header is a few hundred bytes: the lock costs nothing.
+_HEADER_LOCK = threading.Lock()
+
 
 def _read_header(f: IO[bytes], path: str, what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     """``(shape, fortran_order, dtype)`` from the ``.npy`` header at ``f``'s position."""
     fmt = np.lib.format
     try:
         version = fmt.read_magic(f)
-        if version == (1, 0):
-            return fmt.read_array_header_1_0(f)
-        if version == (2, 0):
-            return fmt.read_array_header_2_0(f)
-        if version == (3, 0) and hasattr(fmt, "_read_array_header"):  # utf-8 field names; no public reader
-            return fmt._read_array_header(f, version)
+        with _HEADER_LOCK:
+            if version == (1, 0):
+                return fmt.read_array_header_1_0(f)
+            if version == (2, 0):
+                return fmt.read_array_header_2_0(f)
+            if version == (3, 0) and hasattr(fmt, "_read_array_header"):  # utf-8 field names; no public reader
+                return fmt._read_array_header(f, version)
         raise ValueError(f"unsupported .npy format version {version}")
     except (ValueError, EOFError, OSError, SyntaxError) as exc:
         raise DataFormatError(f"{what}: not a valid .npy array: {exc}", path) from exc
@@ -199,7 +206,8 @@ class NumpyDataReader(DataReader):
             )
         if self.mmap and local is not None:
             try:
-                array = np.load(local, mmap_mode="r", allow_pickle=False)
+                with _HEADER_LOCK:  # np.load parses the header too (see _HEADER_LOCK); mapping reads no data
+                    array = np.load(local, mmap_mode="r", allow_pickle=False)
             except (ValueError, EOFError, OSError) as exc:  # changed since the check above
                 if isinstance(exc, (FileNotFoundError, PermissionError)):
                     raise
