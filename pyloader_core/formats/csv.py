@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import codecs
-import collections
 import csv
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-
 from pyloader_core.errors import ConfigError, DataFormatError
 from pyloader_core.formats._csv_rows import chunk_chars, csv_rows, field_limit
 from pyloader_core.formats._csv_types import (
-    KINDS,
     UseStdlib,
     arrow_convert,
     arrow_infer,

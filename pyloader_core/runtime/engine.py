@@ -6,6 +6,10 @@ order* whatever order they finish in, and collates the batches the workers encod
 spans two windows is joined here from the raw tail of one and the raw head of the next and encoded
 here (one batch per window boundary; see :mod:`.execute`). Errors that workers sent back as values
 are raised here, in the consumer's thread, at their place in the stream.
+
+The pass's first window sends its first batch ahead (:data:`LEAD_BATCHES`), so the first batch waits
+for one read and one ``batch_encode``, not for the whole window: one part more, from the same worker
+and in order, before the window's own result.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from pyloader_core.dataset import Dataset
 from pyloader_core.options import LoaderOptions
 from pyloader_core.reader import Columns, DataReader
 from pyloader_core.runtime.autotune import WorkerAutoscaler
-from pyloader_core.runtime.execute import WindowResult, WindowWork, concat, describe_work, encode_batch, run_window
+from pyloader_core.runtime.collating import CollateStage
+from pyloader_core.runtime.execute import WindowResult, WindowWork, describe_work, run_window
 from pyloader_core.runtime.keeper import PoolKeeper
 from pyloader_core.runtime.launch import resolve_start_method
 from pyloader_core.runtime.memory import MemoryBudget, release_free_memory
@@ -36,11 +41,14 @@ from pyloader_core.runtime.schema import SchemaGuard
 from pyloader_core.runtime.stats import LoaderStats
 from pyloader_core.runtime.windows import AUTO_QUEUE_LIMIT, counted, length, queue_cap, window_planned, window_size
 from pyloader_core.runtime.worker_loop import Task, WorkerSpec
-from pyloader_core.skips import SkipLog, SkippedItem
 
 __all__ = ["BatchStream"]
 
 logger = logging.getLogger(__name__)
+
+#: Batches a pass's first window sends ahead of the rest: the first batch waits for one chunk's read and
+#: one batch_encode, not for the whole chunk's batches.
+LEAD_BATCHES = 1
 
 _pass_ids = itertools.count(1)  # every pass tags its tasks, so a kept pool never feeds one pass another's
 
@@ -67,7 +75,6 @@ class BatchStream:
         keeper: PoolKeeper | None = None,
         count: Callable[[int, str], int | None] | None = None,
     ) -> None:
-        self._collator = collator
         # Numeric lists become arrays in the workers unless the collator asks for lists (keep_lists).
         self._spec = WorkerSpec(
             reader, dataset, skip=options.on_error == "skip", to_arrays=not getattr(collator, "keep_lists", False)
@@ -83,6 +90,8 @@ class BatchStream:
         self._pool: WorkerPool | None = None
         self._closed = False
         self._results: dict[tuple[int, int], WindowResult] = {}  # by (plan number, window)
+        self._leads: dict[tuple[int, int], WindowResult] = {}  # parts sent ahead of those results
+        self._lead = 0  # batches the pass's first window sends ahead (workers only)
         self._pass_id = next(_pass_ids)
         self._submit_iter: Iterator[Any] | None = None
         self._in_flight = 0
@@ -91,10 +100,8 @@ class BatchStream:
         self._keeper = keeper
         self._failed = False
         self._taken = 0  # units this pass has taken from the pool
-        self._last_batch_size = 0
         self._schema = SchemaGuard(skip=options.on_error == "skip", stats=stats)
-        self._empty: Columns | None = None  # the latest batch with no sample: what an all-holes batch yields
-        self._owed_empty = 0  # all-holes batches met before any real batch (several ranks: yielded later)
+        self._stage = CollateStage(collator, self._spec, options, self._schema, stats)
         self._budget: MemoryBudget | None = None
         self._make_pool: Callable[[], WorkerPool] | None = None
         self._autoscaler: WorkerAutoscaler | None = None
@@ -159,6 +166,8 @@ class BatchStream:
         for i in range(len(self._plan_makers)):
             # Windows before a resume position are never submitted, so never read.
             for work in self._windows(i, self._plan(i)):
+                if self._lead:  # the first batch need not wait for its whole window (see execute.run_window)
+                    work, self._lead = dataclasses.replace(work, lead=self._lead), 0
                 yield Task(self._pass_id, (i, work.window), work)
 
     def _queue_cap(self) -> int:
@@ -219,17 +228,22 @@ class BatchStream:
         self._top_up()
         assert self._pool is not None
         waited = 0.0
-        while key not in self._results:
+        while key not in self._results and key not in self._leads:
             start = time.perf_counter()
             result = self._pool.get()
             waited += time.perf_counter() - start
             if result.pass_id != self._pass_id:
                 continue  # a kept pool finishing a task of an abandoned pass: dropped, memory freed
+            if result.lead:
+                self._leads[result.key] = result
+                continue
             if self._budget is not None:
                 step = result.encoded_bytes // max(1, len(result.batches))  # one batch_encode call's output
                 self._budget.observe(result.raw_bytes, result.encoded_bytes, step)
             self._results[result.key] = result
         self._stats.wait_s += waited
+        if key in self._leads:  # the window is still in flight: its result follows from the same worker
+            return self._leads.pop(key)
         self._taken += 1
         result = self._results.pop(key)
         self._in_flight -= 1
@@ -287,6 +301,7 @@ class BatchStream:
             return make_pool(workers, o.worker_type, self._spec, start_method=o.start_method, timeout=o.timeout)
 
         self._make_pool = make
+        self._lead = LEAD_BATCHES if workers > 0 else 0
         self._submit_iter = self._tasks()
         # Spawned worker processes take a while to start (they import everything again). The consumer
         # then reads the first chunk while they boot, so the first batch comes as soon as one chunk is
@@ -303,7 +318,7 @@ class BatchStream:
                 for batch in self._epoch(i, plan):
                     self.epoch = self._stats.epoch = plan.epoch
                     if bar is not None:
-                        bar.update(self._last_batch_size, 1, plan.epoch + 1, self._in_flight)
+                        bar.update(self._stage.last_batch_size, 1, plan.epoch + 1, self._in_flight)
                     yield batch
                 self._plans.pop(i, None)
                 if self._stats.skipped_count:
@@ -337,20 +352,25 @@ class BatchStream:
                 pending_planned += result.head_planned
                 position += result.head_planned
                 if pending_planned == self._batch_size:  # the head ended on a batch boundary
-                    batch = self._joined(pending, sources, work)
+                    batch = self._stage.joined(pending, sources, work.epoch)
                     pending, sources, pending_planned = [], [], 0
                     self.position = Position(plan.epoch, work.window, position)
-                    yield from self._emit(batch)
+                    yield from self._stage.emit(batch)
             last = n == len(windows) - 1
             source = describe_work(work)
-            for k, (encoded, size) in enumerate(zip(result.batches, result.batch_planned)):
-                position += size
-                if last and k == len(result.batches) - 1 and size < self._batch_size and self._options.drop_last:
-                    self._stats.dropped_samples += length(encoded)
-                    continue
-                batch = self._collate(encoded, source)
-                self.position = Position(plan.epoch, work.window, position)
-                yield from self._emit(batch)
+            while True:
+                for k, (encoded, size) in enumerate(zip(result.batches, result.batch_planned)):
+                    position += size
+                    if (last and not result.lead and k == len(result.batches) - 1 and size < self._batch_size
+                            and self._options.drop_last):
+                        self._stats.dropped_samples += length(encoded)
+                        continue
+                    batch = self._stage.collate(encoded, source)
+                    self.position = Position(plan.epoch, work.window, position)
+                    yield from self._stage.emit(batch)
+                if not result.lead:
+                    break
+                result = self._take((i, w))  # the rest of the window, after the part it sent ahead
             if result.tail_planned:
                 pending, sources, pending_planned = [result.tail or {}], [describe_work(work)], result.tail_planned
             del result  # the window's chunks are held by nothing else now
@@ -358,67 +378,9 @@ class BatchStream:
             if self._options.drop_last:
                 self._stats.dropped_samples += sum(length(p) for p in pending)
                 return
-            batch = self._joined(pending, sources, work)
+            batch = self._stage.joined(pending, sources, work.epoch)
             self.position = Position(plan.epoch, work.window, work.offset + window_planned(work))
-            yield from self._emit(batch)
-
-    def _joined(self, parts: list[Columns], sources: list[str], work: WindowWork) -> Any:
-        """Encode, here, the batch joined from the raw tail and head of neighbouring windows."""
-        raw = concat(parts, sources)
-        if not raw:
-            return self._collate({}, "")  # every record of the batch was bad
-        log = SkipLog() if self._options.on_error == "skip" else None
-        source = f"a batch joined across windows ({', '.join(sources)})"
-        try:
-            encoded = encode_batch(self._spec.dataset, raw, source, log, self._spec.to_arrays)
-        except Exception as exc:
-            exc.add_note(f"PyLoader: batch_encode failed on {source} (epoch {work.epoch}, the consumer thread)")
-            raise
-        finally:
-            if log is not None and log.items:
-                self._stats.add_skipped(log.items)
-        return self._collate(encoded, source)
-
-    def _emit(self, batch: Any) -> Iterator[Any]:
-        """``batch`` (none for ``None``), after the empty batches owed since before the first real one."""
-        if batch is None:
-            return
-        while self._owed_empty and self._empty is not None:
-            self._owed_empty -= 1
-            self._stats.empty_batches -= 1  # counted when owed; _collate counts it again
-            yield self._collate({}, "")
-        yield batch
-
-    def _collate(self, encoded: Columns, source: str) -> Any:
-        count = length(encoded)
-        if count == 0:  # every record of the batch was bad
-            self._stats.empty_batches += 1
-            if self._options.world_size == 1:
-                return None
-            if self._empty is None:  # no batch yet to take keys and dtypes from: owed (see _emit)
-                self._owed_empty += 1
-                return None
-            # Several ranks: yield an empty batch (the last one's keys, dtypes and shapes, no sample), so
-            # that every rank still yields the same number of batches and DDP never waits for one.
-            encoded = {k: v[:0] for k, v in self._empty.items()}
-            source = "an empty batch (every record of it was skipped)"
-        else:
-            self._empty = encoded  # sliced to no sample only if ever needed
-        if not self._schema.batch_ok(encoded, source):
-            return None
-        try:
-            batch = self._collator.collate_batch(encoded)
-        except Exception as exc:
-            if self._options.on_error != "skip":
-                exc.add_note(f"PyLoader: collate_batch failed on a batch of {count} samples from {source}")
-                raise
-            self._stats.skipped_batches += 1
-            self._stats.add_skipped([SkippedItem(source, None, f"collate_batch: {type(exc).__name__}: {exc}", count)])
-            return None
-        self._stats.samples += count
-        self._stats.batches += 1
-        self._last_batch_size = count
-        return batch
+            yield from self._stage.emit(batch)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -427,6 +389,7 @@ class BatchStream:
         self._closed = True
         pool, self._pool = self._pool, None
         self._results.clear()
+        self._leads.clear()
         if pool is None:
             return
         if self._keeper is not None:

@@ -26,6 +26,7 @@ import dataclasses
 import pickle
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,7 @@ class WindowWork:
     mix_seed: int | None = None  # permutation of the window's samples (shuffle_buffer > 1)
     offset: int = 0
     start: int | None = None
+    lead: int = 0  # full batches to send ahead on their own as soon as they are encoded (time to first batch)
 
     @property
     def epoch(self) -> int:
@@ -69,6 +71,8 @@ class WindowResult:
 
     ``head_planned`` / ``tail_planned`` / ``batch_planned`` count planned positions (holes included).
     ``pass_id`` and ``key`` say which pass asked for it and where it goes in that pass's stream.
+    ``lead``: this is the part sent ahead (the window's head and first ``work.lead`` batches, nothing
+    else); the window's own result, with the rest and all the accounting, follows from the same worker.
     """
 
     work: WindowWork
@@ -92,6 +96,7 @@ class WindowResult:
     remote_traceback: str | None = None
     pass_id: int = -1
     key: tuple[int, int] = (-1, -1)
+    lead: bool = False
 
 
 def take(columns: Columns, selection: slice | np.ndarray) -> Columns:
@@ -236,12 +241,14 @@ def _encode_skipping(dataset: Dataset, batch: Columns, n: int, path: str, log: S
 
 def run_window(
     reader: Any, dataset: Dataset, work: WindowWork, *, worker: int, skip: bool, to_arrays: bool = True,
-    portable: bool = False,
+    portable: bool = False, send_lead: Callable[[WindowResult], None] | None = None,
 ) -> WindowResult:
     """Read, mix, cut and encode ``work``; never raises.
 
     ``to_arrays`` turns numeric list columns into numpy arrays (see :mod:`.arrays`); ``portable``
     (process workers) makes sure the error can be pickled, keeping its traceback as text.
+    ``send_lead``: where the part sent ahead goes (``work.lead``), when more batches follow it; if it
+    raises, nothing was sent and the window's result keeps those batches.
     """
     started = time.perf_counter()
     log = SkipLog() if skip else None
@@ -286,9 +293,11 @@ def run_window(
 
         if head:
             result.head, result.head_planned = piece(head), head
-        for size in batches:
+        for k, size in enumerate(batches):
             result.batches.append(encode_batch(dataset, piece(size), where, log, to_arrays))
             result.batch_planned.append(size)
+            if k + 1 == work.lead and send_lead is not None and (k + 1 < len(batches) or tail):
+                _send_ahead(result, send_lead)
         if tail:
             result.tail, result.tail_planned = piece(tail), tail
         result.encoded_bytes = sum(footprint(b) for b in result.batches)
@@ -301,6 +310,19 @@ def run_window(
     result.busy_s = time.perf_counter() - started
     result.skipped = [] if log is None else log.items
     return result
+
+
+def _send_ahead(result: WindowResult, send_lead: Callable[[WindowResult], None]) -> None:
+    """Send the head and the batches encoded so far ahead, and keep only what follows them."""
+    lead = WindowResult(
+        result.work, result.worker, head=result.head, head_planned=result.head_planned,
+        batches=result.batches, batch_planned=result.batch_planned, lead=True,
+    )
+    try:
+        send_lead(lead)
+    except Exception:  # noqa: BLE001 - e.g. a column that cannot be pickled: the window's result says so
+        return
+    result.head, result.head_planned, result.batches, result.batch_planned = None, 0, [], []
 
 
 def describe_work(work: WindowWork) -> str:

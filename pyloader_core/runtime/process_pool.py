@@ -186,7 +186,7 @@ class ProcessPool(WorkerPool):
         result: WindowResult = wk.maps.unpack(message, fds[0] if fds else None)
         for extra in fds[1:]:
             os.close(extra)
-        task = wk.held.popleft()  # a worker runs its tasks in the order it got them
+        task = wk.held[0] if result.lead else wk.held.popleft()  # a worker runs its tasks in the order it got them
         if result.key != task.key or result.pass_id != task.pass_id:
             raise WorkerError(f"{wk.name} answered {result.key} of pass {result.pass_id}, expected {task.key}")
         wk.busy_since = time.monotonic()

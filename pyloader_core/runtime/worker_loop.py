@@ -57,12 +57,23 @@ def worker_loop(
         task = receive()
         if task is None:
             return
+        send_lead = _tagged(deliver, task)
         result = run_window(
             spec.reader, spec.dataset, task.work, worker=worker, skip=spec.skip, to_arrays=spec.to_arrays,
-            portable=portable,
+            portable=portable, send_lead=send_lead,
         )
         result.pass_id, result.key = task.pass_id, task.key
         deliver(result)
+
+
+def _tagged(deliver: Callable[[WindowResult], None], task: Task) -> Callable[[WindowResult], None]:
+    """``deliver`` for parts sent ahead of ``task``'s result, tagged as its result is."""
+
+    def send(part: WindowResult) -> None:
+        part.pass_id, part.key = task.pass_id, task.key
+        deliver(part)
+
+    return send
 
 
 def process_deliver(
@@ -72,7 +83,8 @@ def process_deliver(
 
     ``before_packing`` runs first (the worker reads the buffers the consumer has freed meanwhile).
 
-    A result that cannot be pickled becomes a :class:`WorkerError` naming the column and the type.
+    A result that cannot be pickled becomes a :class:`WorkerError` naming the column and the type (a
+    part sent ahead raises instead: its batches then stay in the window's result, which reports it).
     """
 
     def deliver(result: WindowResult) -> None:
@@ -80,6 +92,8 @@ def process_deliver(
         try:
             packed, fd = buffers.pack(result)
         except Exception as exc:  # noqa: BLE001 - reported to the consumer at this window
+            if result.lead:
+                raise
             what = None
             for part in (result.head, *result.batches, result.tail):
                 what = what or transport.unpicklable_part(part)
