@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["Channel", "ChannelClosed", "MAX_FDS", "close_inherited", "pair"]
+__all__ = ["Channel", "ChannelClosed", "MAX_FDS", "close_inherited", "pair", "task_queue"]
 
 #: Descriptors one message may carry.
 MAX_FDS = 4
@@ -102,6 +102,19 @@ def pair() -> tuple[Channel, socket.socket]:
     channel = Channel(mine)
     _CONSUMER_ENDS.add(channel)
     return channel, theirs
+
+
+def task_queue() -> tuple[Channel, Channel]:
+    """The queue all workers of a pool take tasks from: the consumer's (writing) end, and the workers'.
+
+    A message on a ``SOCK_SEQPACKET`` socket goes whole to exactly one reader, so whichever worker is
+    free first takes the next task: no task waits behind a slow worker's. The consumer keeps the
+    workers' end too, to hand to workers it starts later and to take back tasks no worker has taken.
+    """
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    writer = Channel(mine)
+    _CONSUMER_ENDS.add(writer)
+    return writer, Channel(theirs)
 
 
 def close_inherited() -> None:

@@ -23,8 +23,8 @@ and a watchdog thread ends it as soon as its socket reports that the consumer's 
 
 from __future__ import annotations
 
-import collections
 import ctypes
+import dataclasses
 import faulthandler
 import logging
 import multiprocessing
@@ -50,6 +50,7 @@ __all__ = [
     "MAIN_GUARD_EXIT",
     "ProcessHandle",
     "STACK_SIGNAL",
+    "Started",
     "fork_unsafe_reason",
     "resolve_start_method",
     "running_threads",
@@ -213,8 +214,11 @@ def _read_payload(fd: int) -> WorkerSpec:
     return spec  # type: ignore[no-any-return]
 
 
-def start_forked(worker: int, spec: WorkerSpec, sock: socket.socket, stack_fd: int, *, die_with_parent: bool) -> ProcessHandle:
-    """Fork a worker serving ``sock``; the caller closes its copies of ``sock`` and ``stack_fd``."""
+def start_forked(
+    worker: int, spec: WorkerSpec, sock: socket.socket, stack_fd: int, tasks: Channel, *, die_with_parent: bool
+) -> ProcessHandle:
+    """Fork a worker serving ``sock``, taking tasks from ``tasks``; the caller closes its copies of ``sock``
+    and ``stack_fd``."""
     parent = os.getpid()
     for stream in (sys.stdout, sys.stderr):  # nothing buffered may be written twice, once by the child
         try:
@@ -227,7 +231,7 @@ def start_forked(worker: int, spec: WorkerSpec, sock: socket.socket, stack_fd: i
         try:
             close_inherited()
             _child_setup(sock, stack_fd, parent, die_with_parent)
-            _serve(worker, spec, Channel(sock))
+            _serve(worker, spec, Channel(sock), tasks)
             code = 0
         except BaseException:  # noqa: BLE001 - last resort; the consumer sees the exit code
             try:
@@ -266,14 +270,14 @@ def spawned_main(worker: int, sock: socket.socket, parent: int, die_with_parent:
     """Entry point of a spawned worker: receive the payload, then serve like a forked one."""
     channel = Channel(sock)
     message, fds = channel.recv()
-    payload_fd, stack_fd = fds
+    payload_fd, stack_fd, tasks_fd = fds
     _child_setup(sock, stack_fd, parent, die_with_parent)
     try:
         spec = _read_payload(payload_fd)
     except BaseException as exc:  # noqa: BLE001 - reported to the consumer, which raises it
         channel.send(InitFailure("".join(traceback.format_exception(exc))))
         return
-    _serve(worker, spec, channel)
+    _serve(worker, spec, channel, Channel(socket.socket(fileno=tasks_fd)))
 
 
 class InitFailure:
@@ -313,9 +317,9 @@ def _exit_when_consumer_gone(sock: socket.socket) -> None:
             os._exit(0)
 
 
-def _serve(worker: int, spec: WorkerSpec, channel: Channel) -> None:
+def _serve(worker: int, spec: WorkerSpec, channel: Channel, tasks: Channel) -> None:
     buffers = WorkerBuffers()
-    inbox = _Inbox(channel, buffers)
+    inbox = _Inbox(channel, tasks, buffers)
     deliver = process_deliver(channel, worker, buffers, before_packing=inbox.drain)
     try:
         worker_loop(worker, spec, inbox.receive, deliver, portable=True)
@@ -325,43 +329,61 @@ def _serve(worker: int, spec: WorkerSpec, channel: Channel) -> None:
         buffers.close()
 
 
-class _Inbox:
-    """A process worker's incoming messages: tasks, each with the result buffers the consumer let go of.
+@dataclasses.dataclass(frozen=True)
+class Started:
+    """What a worker process tells the consumer when it takes a task from the pool's queue."""
 
-    :meth:`drain` reads what is already waiting before a result is packed, so a buffer freed with the
-    last task sent is free for this result, not only once the tasks queued before it are done.
+    pass_id: int
+    key: tuple[int, int]
+
+
+class _Inbox:
+    """A process worker's incoming messages: tasks from the pool's queue, the rest on its own channel.
+
+    The worker's own channel brings the result buffers the consumer let go of, and the order to stop,
+    which comes before any task. :meth:`drain` reads it before a result is packed, so a buffer freed
+    meanwhile is free for this result. A task taken is announced (:class:`Started`), so the consumer
+    knows which worker holds which chunk (for timeouts and deaths).
     """
 
-    def __init__(self, channel: Channel, buffers: WorkerBuffers) -> None:
+    def __init__(self, channel: Channel, tasks: Channel, buffers: WorkerBuffers) -> None:
         self._channel = channel
+        self._tasks = tasks
         self._buffers = buffers
-        self._queued: collections.deque[Any] = collections.deque()  # tasks; None: stop
+        self._stop = False
+        self._poller = select.poll()
+        for fd in (channel.fileno(), tasks.fileno()):
+            self._poller.register(fd, select.POLLIN)
 
     def _absorb(self, message: Any) -> None:
         if message is None:
-            self._queued.append(None)
+            self._stop = True
             return
-        task, returns = message
+        _, returns = message
         self._buffers.take_back(returns)
-        if task is not None:  # None: only buffers back (the consumer had no task to send)
-            self._queued.append(task)
 
     def receive(self) -> Any:
         """The next task; ``None`` to stop (asked to, or the consumer is gone)."""
-        while not self._queued:
+        while True:
+            self.drain()
+            if self._stop:
+                return None
             try:
-                message, _ = self._channel.recv()
+                got = self._tasks.recv_waiting()  # another worker may have been quicker
             except (EOFError, OSError):
                 return None
-            self._absorb(message)
-        return self._queued.popleft()
+            if got is not None:
+                task = got[0]
+                self._channel.send(Started(task.pass_id, task.key))
+                return task
+            self._poller.poll()
 
     def drain(self) -> None:
         while True:
             try:
                 got = self._channel.recv_waiting()
             except (EOFError, OSError):
-                self._queued.append(None)
+                self._stop = True
                 return
             if got is None:
                 return

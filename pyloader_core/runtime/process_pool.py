@@ -19,13 +19,14 @@ import time
 from collections.abc import Iterator
 
 from pyloader_core.errors import ConfigError, WorkerDiedError, WorkerError
-from pyloader_core.runtime.channel import Channel, ChannelClosed, pair
+from pyloader_core.runtime.channel import Channel, ChannelClosed, pair, task_queue
 from pyloader_core.runtime.execute import WindowResult, describe_work
 from pyloader_core.runtime.launch import (
     MAIN_GUARD_EXIT,
     STACK_SIGNAL,
     InitFailure,
     ProcessHandle,
+    Started,
     resolve_start_method,
     start_forked,
     start_spawned,
@@ -53,7 +54,7 @@ class _ProcessWorker:
     handle: ProcessHandle
     channel: Channel
     stack_fd: int  # read end of the pipe the worker's faulthandler writes its stack into
-    held: collections.deque[Task] = dataclasses.field(default_factory=collections.deque)
+    running: Task | None = None  # the task it took from the queue and has not finished
     busy_since: float = 0.0
     maps: ConsumerMaps = dataclasses.field(default_factory=ConsumerMaps)  # its result buffers, kept mapped
 
@@ -65,8 +66,10 @@ class _ProcessWorker:
 class ProcessPool(WorkerPool):
     """``num_workers`` processes, each with its own socket; results come back in anonymous shared memory.
 
-    Tasks go to the worker with the fewest in flight. See :mod:`.launch` for the start methods
-    (``"auto"``: fork while the process has a single thread, spawn otherwise).
+    Tasks wait in one queue (:func:`.channel.task_queue`) and whichever worker is free takes the next,
+    so a slow worker never holds up tasks another could run, and the last chunks of a pass are shared
+    out as the workers free up. See :mod:`.launch` for the start methods (``"auto"``: fork while the
+    process has a single thread, spawn otherwise).
 
     Example::
 
@@ -81,6 +84,8 @@ class ProcessPool(WorkerPool):
         self._spec = spec
         self._workers: list[_ProcessWorker] = []
         self._ready: collections.deque[WindowResult] = collections.deque()
+        self._queue, self._queue_out = task_queue()  # the consumer writes tasks; workers take them
+        self._submitted: dict[tuple[int, tuple[int, int]], Task] = {}  # (pass, key) -> task not finished
         self._closed = False
         self._owner = os.getpid()
         self._watch = StallWatch(timeout)
@@ -106,14 +111,16 @@ class ProcessPool(WorkerPool):
         try:
             with _children_ignore_sigint():
                 if self._ctx is None:
-                    handle = start_forked(w, self._spec, theirs, stack_w, die_with_parent=self._die_with_parent)
+                    handle = start_forked(
+                        w, self._spec, theirs, stack_w, self._queue_out, die_with_parent=self._die_with_parent
+                    )
                 else:
                     handle = start_spawned(
                         self._ctx, w, f"{self._prefix}-worker-{w}", theirs, die_with_parent=self._die_with_parent
                     )
             if self._ctx is not None:
                 assert self._payload is not None
-                channel.send("payload", (self._payload, stack_w))
+                channel.send("payload", (self._payload, stack_w, self._queue_out.fileno()))
         except BaseException:
             channel.close()
             os.close(stack_r)
@@ -131,24 +138,33 @@ class ProcessPool(WorkerPool):
         return [wk.handle.pid for wk in self._workers]
 
     def submit(self, task: Task) -> None:
-        wk = min(self._workers, key=lambda x: len(x.held))
-        if not wk.held:
-            wk.busy_since = time.monotonic()
-        wk.held.append(task)
+        self._send_returns()
+        self._submitted[task.pass_id, task.key] = task
         try:
-            wk.channel.send((task, wk.maps.returns()))
+            self._queue.send(task)
         except (ChannelClosed, OSError):
-            pass  # the worker died; get() reports it with its exit code
+            pass  # no worker left to read it; get() reports the dead ones with their exit codes
+
+    def forget_pending(self) -> None:
+        while True:  # tasks no worker has taken: back out of the queue (workers may take some meanwhile)
+            try:
+                got = self._queue_out.recv_waiting()
+            except (EOFError, OSError):
+                return
+            if got is None:
+                return
+            task = got[0]
+            self._submitted.pop((task.pass_id, task.key), None)
 
     def get(self) -> WindowResult:
         self._watch.restart()
         if not self._ready:
             self._send_returns()
         while not self._ready:
-            channels = {wk.channel.fileno(): wk for wk in self._workers if wk.held}
-            if not channels:
+            if not self._submitted:
                 raise RuntimeError("ProcessPool.get() called with no task in flight")
-            sentinels = {wk.handle.sentinel: wk for wk in channels.values()}
+            channels = {wk.channel.fileno(): wk for wk in self._workers}
+            sentinels = {wk.handle.sentinel: wk for wk in self._workers}
             ready = multiprocessing.connection.wait([*channels, *sentinels], timeout=self._watch.next_wait())
             if not ready:
                 self._watch.silence(self._holders())
@@ -161,22 +177,27 @@ class ProcessPool(WorkerPool):
         return self._ready.popleft()
 
     def _send_returns(self) -> None:
-        """Tell busy workers which result buffers are free again before waiting (no task may follow soon)."""
+        """Tell workers which result buffers are free again (before a result they pack, if they can)."""
         for wk in self._workers:
-            returns = wk.maps.returns() if wk.held else None
+            returns = wk.maps.returns()
             if returns is not None:
                 try:
                     wk.channel.send((None, returns))
                 except (ChannelClosed, OSError):
-                    pass  # the worker died; the wait below reports it
+                    pass  # the worker died; the wait reports it
 
     def _receive(self, wk: _ProcessWorker) -> None:
-        if not wk.held:
-            return  # already handled in this round (its sentinel and socket were both ready)
         try:
-            message, fds = wk.channel.recv()
+            got = wk.channel.recv_waiting()
         except (EOFError, OSError):
             self._died(wk)
+        if got is None:
+            return  # already read in this round (its sentinel and socket were both ready)
+        message, fds = got
+        if isinstance(message, Started):
+            wk.running = self._submitted.get((message.pass_id, message.key))
+            wk.busy_since = time.monotonic()
+            return
         if isinstance(message, InitFailure):
             raise WorkerError(
                 f"{wk.name} could not load the reader and dataset; with start_method "
@@ -186,10 +207,14 @@ class ProcessPool(WorkerPool):
         result: WindowResult = wk.maps.unpack(message, fds[0] if fds else None)
         for extra in fds[1:]:
             os.close(extra)
-        task = wk.held[0] if result.lead else wk.held.popleft()  # a worker runs its tasks in the order it got them
-        if result.key != task.key or result.pass_id != task.pass_id:
-            raise WorkerError(f"{wk.name} answered {result.key} of pass {result.pass_id}, expected {task.key}")
+        task = wk.running
+        if task is None or result.key != task.key or result.pass_id != task.pass_id:
+            expected = "nothing" if task is None else f"{task.key} of pass {task.pass_id}"
+            raise WorkerError(f"{wk.name} answered {result.key} of pass {result.pass_id}, expected {expected}")
         wk.busy_since = time.monotonic()
+        if not result.lead:
+            wk.running = None
+            del self._submitted[task.pass_id, task.key]
         self._ready.append(result)
 
     def _died(self, wk: _ProcessWorker) -> None:
@@ -207,15 +232,17 @@ class ProcessPool(WorkerPool):
                 how += f" ({signal.Signals(-code).name})"
             except ValueError:
                 pass
-        work = wk.held[0].work
+        if wk.running is None:
+            raise WorkerDiedError(f"{wk.name} died with {how} between chunks")
+        work = wk.running.work
         raise WorkerDiedError(f"{wk.name} died with {how} while processing {describe_work(work)} (epoch {work.epoch})")
 
     def _holders(self) -> list[Holder]:
         return [
-            Holder(wk.name, describe_work(wk.held[0].work), wk.held[0].work.epoch, wk.busy_since,
+            Holder(wk.name, describe_work(wk.running.work), wk.running.work.epoch, wk.busy_since,
                    lambda wk=wk: self._stack_of(wk))
             for wk in self._workers
-            if wk.held
+            if wk.running is not None
         ]
 
     def _stack_of(self, wk: _ProcessWorker) -> str | None:
@@ -242,6 +269,8 @@ class ProcessPool(WorkerPool):
         if os.getpid() != self._owner:
             for wk in self._workers:  # a forked copy: close our copies, never touch the parent's workers
                 wk.channel.close()
+            self._queue.close()
+            self._queue_out.close()
             return
         for wk in self._workers:
             try:
@@ -262,6 +291,9 @@ class ProcessPool(WorkerPool):
             wk.handle.release()
             wk.maps.close()
         self._ready.clear()
+        self._submitted.clear()
+        self._queue.close()
+        self._queue_out.close()
         if self._payload is not None:
             os.close(self._payload)
             self._payload = None

@@ -7,8 +7,8 @@ buffers (:class:`WorkerBuffers`) and the consumer keeps each one mapped (:class:
 
 A buffer is lent with a result. All of the result's arrays are views of one numpy array over the
 buffer, and a finalizer on that array tells the consumer when the last of them is gone; the next
-task the consumer sends that worker carries the news (:class:`Returns`), and only then does the
-worker write into that buffer again. Nothing is ever written into memory a live array can see.
+message the consumer sends that worker (before it submits a task or waits for a result) carries the
+news (:class:`Returns`), and only then does the worker write into that buffer again. Nothing is ever written into memory a live array can see.
 
 Bounds: the consumer keeps at most :data:`KEEP` free buffers per worker; one more that comes back
 is dropped (the consumer unmaps it, the worker closes it). A result kept for ever (a batch saved in
@@ -60,7 +60,7 @@ class WorkerBuffers:
 
         buffers = WorkerBuffers()
         packed, fd = buffers.pack(result)  # send both; the descriptor stays the worker's
-        buffers.take_back(returns)         # what the consumer sent with the next task
+        buffers.take_back(returns)         # what the consumer sent since
     """
 
     def __init__(self) -> None:
@@ -136,7 +136,7 @@ class ConsumerMaps:
         maps = ConsumerMaps()
         result = maps.unpack(packed, fd)  # arrays are writable views of the worker's buffer
         del result                        # the last view gone: the buffer is free again
-        channel.send((task, maps.returns()))
+        channel.send((None, maps.returns()))
     """
 
     def __init__(self, keep: int = KEEP) -> None:

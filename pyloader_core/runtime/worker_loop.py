@@ -1,8 +1,8 @@
 """The one worker loop, for threads and processes alike: take a task, run it, deliver the result.
 
 What differs between a thread and a process is only the channel: a thread takes tasks from a queue
-and puts results on another; a process receives tasks on its socket and sends results back in
-shared memory (:mod:`.transport`). The loop itself, and :func:`~.execute.run_unit` inside it, are
+and puts results on another; a process takes tasks from its pool's task queue (a socket all its
+workers read) and sends results back over its own socket, in shared memory (:mod:`.transport`). The loop itself, and :func:`~.execute.run_unit` inside it, are
 the same code.
 """
 
