@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from benchmarks.ceiling import ceiling
 from benchmarks.workload import Tally, batches_of, encode_file, make_encoder, make_reader
 
 __all__ = [
@@ -52,7 +53,7 @@ class Contender:
     """One row of the table."""
 
     name: str
-    run: Callable[[Context], Iterator[Batch]]
+    run: Callable[[Context], Iterator[Any]]  # batches; or each chunk's totals (the ceiling rows)
     description: str
     requires: tuple[str, ...] = ()  # importable modules it needs (else the row is skipped)
     scale: int = 1  # reads ``scale`` times the base data
@@ -192,6 +193,8 @@ def _contenders() -> dict[str, Contender]:
         Contender("hf-streaming-2", _lazy("peer_hf", "hf_streaming", 2),
                   "HF datasets streaming (local json) -> batched map (the shared encode) -> torch DataLoader, "
                   "2 workers", requires=("datasets", "torch"), family="hf", workers=2, module="peer_hf"),
+        Contender("ceiling-2", ceiling(2), "the ceiling: a fork Pool of 2 doing each chunk's whole job (batches "
+                  "touched there), returning only totals", family="ceiling", workers=2, module="ceiling"),
         Contender("grain-2", _lazy("peer_grain", "grain_loader", 2, "default"),
                   "Grain: MapDataset.source(files).map(chunk -> its batches) -> to_iter_dataset -> "
                   "FlatMapIterDataset -> mp_prefetch, 2 workers", requires=("grain",), family="grain", workers=2,
@@ -214,6 +217,8 @@ def _contenders() -> dict[str, Contender]:
                   "lists: torch DataLoader over an IterableDataset (files sharded per worker), 2 workers, "
                   "numpy batches collated in the workers", requires=("torch",), family="torch-numpy", workers=2,
                   module="peer_torch_lists", workload="lists"),
+        Contender(f"{p}ceiling-2", ceiling(2, "lists"), "lists: the ceiling, a fork Pool of 2 doing each chunk's "
+                  "whole job, returning only totals", family="ceiling", workers=2, module="ceiling", workload="lists"),
         Contender(f"{p}grain-2", _lazy("peer_grain", "grain_loader", 2, "lists"),
                   "lists: Grain, the same pipeline as grain-2 (batches collated in the workers), 2 workers",
                   requires=("grain",), family="grain", workers=2, module="peer_grain", workload="lists"),
@@ -228,7 +233,7 @@ DEFAULT = [n for n in CONTENDERS if n != "tf-pyfunc-element"]
 #: ``--quick`` on the default workload: the core and torch rows (no TensorFlow / datasets / Grain start-up), for CI.
 QUICK = [
     "bare", "pyloader-0", "pyloader-thread-1", "pyloader-thread-2", "pyloader-process-1", "pyloader-process-2",
-    "pyloader-auto", "pyloader-process-2-4x", "torch-numpy-0", "torch-numpy-2", "torch-tensor-2",
+    "pyloader-auto", "pyloader-process-2-4x", "torch-numpy-0", "torch-numpy-2", "torch-tensor-2", "ceiling-2",
 ]
 #: ``--quick`` on the "lists" workload: every one of its rows (torch and Grain are skipped rows where not installed).
 QUICK_LISTS = [n for n in CONTENDERS if CONTENDERS[n].workload == "lists"]
@@ -244,13 +249,14 @@ def measure(contender: Contender, ctx: Context) -> dict[str, Any]:
     first_n = 0
     cpu = time.process_time()
     start = time.perf_counter()
-    for ids, mask, label in contender.run(ctx):
+    for item in contender.run(ctx):
+        if isinstance(item, dict):  # a chunk's totals, counted in the worker that made it (the ceiling rows)
+            tally.add(item)
+        else:
+            tally.touch(*item)
         if first is None:
             first = time.perf_counter() - start
-            tally.touch(ids, mask, label)
             first_n = tally.samples
-            continue
-        tally.touch(ids, mask, label)
     total = time.perf_counter() - start
     cpu = time.process_time() - cpu
     first = total if first is None else first

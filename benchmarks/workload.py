@@ -172,6 +172,11 @@ class Tally:
         self.mask_sum += int(mask.sum())
         self.label_sum += int(lab.sum())
 
+    def add(self, totals: dict[str, int]) -> None:
+        """Add the totals of batches touched elsewhere (the ceiling rows' workers)."""
+        for key, value in totals.items():
+            setattr(self, key, getattr(self, key) + value)
+
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in ("samples", "batches", "ids_sum", "mask_sum", "label_sum")}
 
