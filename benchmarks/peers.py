@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from benchmarks.ceiling import ceiling
+from benchmarks.perfect_pool import perfect_pool
 from benchmarks.workload import Tally, batches_of, encode_file, make_encoder, make_reader
 
 __all__ = [
@@ -53,7 +53,7 @@ class Contender:
     """One row of the table."""
 
     name: str
-    run: Callable[[Context], Iterator[Any]]  # batches; or each chunk's totals (the ceiling rows)
+    run: Callable[[Context], Iterator[Any]]  # batches; or each chunk's totals (the pool rows)
     description: str
     requires: tuple[str, ...] = ()  # importable modules it needs (else the row is skipped)
     scale: int = 1  # reads ``scale`` times the base data
@@ -193,8 +193,8 @@ def _contenders() -> dict[str, Contender]:
         Contender("hf-streaming-2", _lazy("peer_hf", "hf_streaming", 2),
                   "HF datasets streaming (local json) -> batched map (the shared encode) -> torch DataLoader, "
                   "2 workers", requires=("datasets", "torch"), family="hf", workers=2, module="peer_hf"),
-        Contender("ceiling-2", ceiling(2), "the ceiling: a fork Pool of 2 doing each chunk's whole job (batches "
-                  "touched there), returning only totals", family="ceiling", workers=2, module="ceiling"),
+        Contender("pool-2", perfect_pool(2), "a perfect fork Pool of 2 doing each chunk's whole job (batches "
+                  "touched there), returning only totals", family="pool", workers=2, module="perfect_pool"),
         Contender("grain-2", _lazy("peer_grain", "grain_loader", 2, "default"),
                   "Grain: MapDataset.source(files).map(chunk -> its batches) -> to_iter_dataset -> "
                   "FlatMapIterDataset -> mp_prefetch, 2 workers", requires=("grain",), family="grain", workers=2,
@@ -217,8 +217,9 @@ def _contenders() -> dict[str, Contender]:
                   "lists: torch DataLoader over an IterableDataset (files sharded per worker), 2 workers, "
                   "numpy batches collated in the workers", requires=("torch",), family="torch-numpy", workers=2,
                   module="peer_torch_lists", workload="lists"),
-        Contender(f"{p}ceiling-2", ceiling(2, "lists"), "lists: the ceiling, a fork Pool of 2 doing each chunk's "
-                  "whole job, returning only totals", family="ceiling", workers=2, module="ceiling", workload="lists"),
+        Contender(f"{p}pool-2", perfect_pool(2, "lists"), "lists: a perfect fork Pool of 2 doing each chunk's "
+                  "whole job, returning only totals", family="pool", workers=2, module="perfect_pool",
+                  workload="lists"),
         Contender(f"{p}grain-2", _lazy("peer_grain", "grain_loader", 2, "lists"),
                   "lists: Grain, the same pipeline as grain-2 (batches collated in the workers), 2 workers",
                   requires=("grain",), family="grain", workers=2, module="peer_grain", workload="lists"),
@@ -233,7 +234,7 @@ DEFAULT = [n for n in CONTENDERS if n != "tf-pyfunc-element"]
 #: ``--quick`` on the default workload: the core and torch rows (no TensorFlow / datasets / Grain start-up), for CI.
 QUICK = [
     "bare", "pyloader-0", "pyloader-thread-1", "pyloader-thread-2", "pyloader-process-1", "pyloader-process-2",
-    "pyloader-auto", "pyloader-process-2-4x", "torch-numpy-0", "torch-numpy-2", "torch-tensor-2", "ceiling-2",
+    "pyloader-auto", "pyloader-process-2-4x", "torch-numpy-0", "torch-numpy-2", "torch-tensor-2", "pool-2",
 ]
 #: ``--quick`` on the "lists" workload: every one of its rows (torch and Grain are skipped rows where not installed).
 QUICK_LISTS = [n for n in CONTENDERS if CONTENDERS[n].workload == "lists"]
@@ -250,7 +251,7 @@ def measure(contender: Contender, ctx: Context) -> dict[str, Any]:
     cpu = time.process_time()
     start = time.perf_counter()
     for item in contender.run(ctx):
-        if isinstance(item, dict):  # a chunk's totals, counted in the worker that made it (the ceiling rows)
+        if isinstance(item, dict):  # a chunk's totals, counted in the worker that made it (the pool rows)
             tally.add(item)
         else:
             tally.touch(*item)

@@ -476,7 +476,7 @@ def check_targets(rows: dict[str, dict[str, Any]], prefix: str = "") -> list[dic
     if ratio:
         add(f"2 process workers >= {TWO_PROCESS_MIN}x bare", two, ratio, TWO_PROCESS_MIN,
             ratio >= TWO_PROCESS_MIN, f"{ratio:.2f}x bare" + _short(ratio, TWO_PROCESS_MIN) + steady(two)
-            + _against_ceiling(rows, p, two, bare_name, ratio))
+            + _against_pool(rows, p, two, bare_name, ratio))
     grain_rate = _rate(rows, p + "grain-2")
     ratio = paired_ratio(rows, two, p + "grain-2") if rate and grain_rate else None
     if ratio:
@@ -524,10 +524,10 @@ def check_targets(rows: dict[str, dict[str, Any]], prefix: str = "") -> list[dic
     return out
 
 
-def _against_ceiling(rows: dict[str, dict[str, Any]], prefix: str, name: str, bare: str, ratio: float) -> str:
-    """How ``name``'s ratio compares with the ceiling row's in the same run (``""``: no ceiling row)."""
-    top = paired_ratio(rows, prefix + "ceiling-2", bare) if _rate(rows, prefix + "ceiling-2") else None
-    return f"; the ceiling (a perfect fork Pool) {top:.2f}x bare in this run: {ratio / top:.0%} of it" if top else ""
+def _against_pool(rows: dict[str, dict[str, Any]], prefix: str, name: str, bare: str, ratio: float) -> str:
+    """How ``name``'s ratio compares with the perfect Pool's in the same run (``""``: no pool row)."""
+    top = paired_ratio(rows, prefix + "pool-2", bare) if _rate(rows, prefix + "pool-2") else None
+    return f"; a perfect fork Pool {top:.2f}x bare in this run: {ratio / top:.0%} of it" if top else ""
 
 
 def ttfb_over_first_chunk(rows: dict[str, dict[str, Any]], name: str, bare: str) -> float | None:

@@ -173,7 +173,7 @@ class Tally:
         self.label_sum += int(lab.sum())
 
     def add(self, totals: dict[str, int]) -> None:
-        """Add the totals of batches touched elsewhere (the ceiling rows' workers)."""
+        """Add the totals of batches touched elsewhere (the perfect Pool rows' workers)."""
         for key, value in totals.items():
             setattr(self, key, getattr(self, key) + value)
 
