@@ -120,20 +120,43 @@ def test_jsonl_count_matches_read_at_any_block_boundary(
     # starts with whitespace: whatever the blocks, it must agree with what read_file delivers.
     text = "\n".join(lines) + ("\n" if final_newline and lines else "")
     path = write(tmp_path_factory.mktemp("count") / "a.jsonl", (b"\xef\xbb\xbf" if bom else b"") + text.encode())
-    small_blocks = lambda p: jsonl_module_open_blocks(p, block)  # noqa: E731
-    original = jsonl_module.iter_blocks
-    jsonl_module.iter_blocks = small_blocks
+    from pyloader_core.storage.compression import iter_block_views, iter_blocks
+
+    original = jsonl_module.iter_blocks, jsonl_module.iter_block_views
+    jsonl_module.iter_blocks = lambda p: iter_blocks(p, block)
+    jsonl_module.iter_block_views = lambda p: iter_block_views(p, block)
     try:
         counted = JsonLineDataReader().count_samples(path)
     finally:
-        jsonl_module.iter_blocks = original
+        jsonl_module.iter_blocks, jsonl_module.iter_block_views = original
     assert counted == JsonLineDataReader().read_file(path)[1] == sum(1 for line in lines if line.strip())
 
 
-def jsonl_module_open_blocks(path: str, size: int) -> Any:
-    from pyloader_core.storage.compression import iter_blocks
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst"])
+def test_block_views_are_the_file_read_into_one_kept_buffer(tmp_path: Path, suffix: str) -> None:
+    import gzip
 
-    return iter_blocks(path, size)
+    from pyloader_core.storage.compression import iter_block_views
+
+    data = b"".join(b'{"i": %d}\n' % i for i in range(500))
+    path = tmp_path / f"a{suffix}"
+    if suffix.endswith(".gz"):
+        path.write_bytes(gzip.compress(data))
+    elif suffix.endswith(".zst"):
+        zstandard = pytest.importorskip("zstandard", reason="zstandard not installed")
+        path.write_bytes(zstandard.ZstdCompressor().compress(data))
+    else:
+        path.write_bytes(data)
+    with iter_block_views(str(path), 1000) as blocks:
+        parts, bases = [], set()
+        for block in blocks:
+            parts.append(bytes(block))
+            bases.add(id(block.obj))  # every view is of the same buffer
+            with iter_block_views(str(path), 1000) as inner:  # a scan inside a scan: its own buffer
+                assert id(next(inner).obj) not in bases
+    assert b"".join(parts) == data and len(parts) > 1 and len(bases) == 1
+    with iter_block_views(str(path), 1000) as again:
+        assert id(next(again).obj) in bases  # kept for the next scan in this thread
 
 
 def test_jsonl_crlf_bom_and_no_final_newline(tmp_path: Path) -> None:

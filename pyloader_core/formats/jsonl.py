@@ -13,7 +13,7 @@ import numpy as np
 from pyloader_core.errors import DataFormatError
 from pyloader_core.formats.base import Format, LineSource, check_names, check_reader_fits
 from pyloader_core.reader import Columns, DataReader
-from pyloader_core.storage.compression import check_line_encoding, iter_blocks, iter_lines, strip_bom
+from pyloader_core.storage.compression import check_line_encoding, iter_block_views, iter_blocks, iter_lines, strip_bom
 from pyloader_core.skips import report_bad_record
 
 _orjson: Any
@@ -168,12 +168,13 @@ class JsonLineDataReader(DataReader):
         # file with a line that starts with whitespace (rare: JSON lines start with "{") needs the
         # exact pass that tells blank lines from indented records.
         newlines, line_open, first = 0, False, True
-        with iter_blocks(path) as blocks:
+        with iter_block_views(path) as blocks:
             for block in blocks:
                 if first:
-                    block = strip_bom(block, self.encoding)
+                    head = bytes(block[:4])
+                    block = block[len(head) - len(strip_bom(head, self.encoding)) :]
                 first = False
-                if not block:
+                if not len(block):
                     continue
                 codes = np.frombuffer(block, dtype=np.uint8)
                 ends = np.flatnonzero(codes == 0x0A)
