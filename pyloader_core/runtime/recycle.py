@@ -3,12 +3,16 @@
 A fresh ``memfd`` per result costs the kernel a new, zeroed page for every 4 KiB the worker writes,
 and the consumer a mapping and an unmapping. Measured on 8 MiB results: 7.4 ms for a fresh one,
 1.1 ms to copy into memory that is already there and already mapped. So each worker keeps its
-buffers (:class:`WorkerBuffers`) and the consumer keeps each one mapped (:class:`ConsumerMaps`).
+buffers (:class:`WorkerBuffers`), mapped in the worker too (a memory copy through a mapping: 0.5 ms per
+8 MiB against 2.1 ms for ``pwrite``, which looks up every page in the kernel), and the consumer keeps
+each one mapped (:class:`ConsumerMaps`). Pages mapped by both count in both processes' RSS: PSS,
+which splits them, says what they cost.
 
 A buffer is lent with a result. All of the result's arrays are views of one numpy array over the
 buffer, and a finalizer on that array tells the consumer when the last of them is gone; the next
 message the consumer sends that worker (before it submits a task or waits for a result) carries the
-news (:class:`Returns`), and only then does the worker write into that buffer again. Nothing is ever written into memory a live array can see.
+news (:class:`Returns`), and only then does the worker write into that buffer again. Nothing is
+ever written into memory a live array can see.
 
 Bounds: the consumer keeps at most :data:`KEEP` free buffers per worker; one more that comes back
 is dropped (the consumer unmaps it, the worker closes it). A result kept for ever (a batch saved in
@@ -29,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from pyloader_core.runtime.transport import INLINE_MAX, Packed, layout_of, unpack, write_layout
+from pyloader_core.runtime.transport import INLINE_MAX, Packed, layout_of, unpack
 
 __all__ = ["ConsumerMaps", "KEEP", "Returns", "WorkerBuffers"]
 
@@ -51,6 +55,21 @@ class _Buffer:
     fd: int
     capacity: int
     known: bool = False  # the consumer has its descriptor (and keeps it mapped)
+    mapped: mmap.mmap | None = None  # the worker's own mapping, made on first use and kept
+
+    def write(self, body: bytes, views: list[memoryview], layout: tuple[tuple[int, int], ...]) -> None:
+        """The packed result into the buffer, through the worker's kept mapping (see the module docstring)."""
+        if self.mapped is None:
+            self.mapped = mmap.mmap(self.fd, self.capacity, flags=mmap.MAP_SHARED)
+        mapped = self.mapped
+        mapped[: len(body)] = body
+        for view, (at, n) in zip(views, layout):
+            mapped[at : at + n] = view
+
+    def close(self) -> None:
+        if self.mapped is not None:
+            self.mapped.close()
+        os.close(self.fd)
 
 
 class WorkerBuffers:
@@ -79,7 +98,7 @@ class WorkerBuffers:
             return Packed(body), None
         key, buf = self._take(size)
         try:
-            write_layout(buf.fd, body, views, layout)
+            buf.write(body, views, layout)
         except BaseException:
             self._free[key] = buf
             raise
@@ -96,7 +115,7 @@ class WorkerBuffers:
             return key, self._free.pop(key)
         for key in list(self._free):  # all too small for what results have grown to
             buf = self._free.pop(key)
-            os.close(buf.fd)
+            buf.close()
             if buf.known:
                 self._retired.append(key)
         capacity = -(-(size + size // 8) // _GRAIN) * _GRAIN
@@ -118,12 +137,12 @@ class WorkerBuffers:
         for key in returns.drop:
             buf = self._lent.pop(key, None)
             if buf is not None:
-                os.close(buf.fd)
+                buf.close()
 
     def close(self) -> None:
         """Close every buffer (memory the consumer still maps lives on in its mappings)."""
         for buf in (*self._free.values(), *self._lent.values()):
-            os.close(buf.fd)
+            buf.close()
         self._free.clear()
         self._lent.clear()
 
