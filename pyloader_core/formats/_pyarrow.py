@@ -5,14 +5,15 @@ Not a format module (the registry skips names that start with ``_``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pyloader_core.errors import DataFormatError
 from pyloader_core.version import install_hint
 
-__all__ = ["import_pyarrow", "is_data_error", "is_primitive", "selected_columns"]
+__all__ = ["data_errors_named", "import_pyarrow", "is_data_error", "is_primitive", "selected_columns"]
 
 #: OSError subclasses that are about the file system, not the file's content: let them through.
 _FS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
@@ -38,6 +39,22 @@ def is_data_error(pa: Any, exc: BaseException) -> bool:
     if isinstance(exc, pa.ArrowException):
         return True
     return isinstance(exc, OSError) and not isinstance(exc, _FS_ERRORS)
+
+
+@contextlib.contextmanager
+def data_errors_named(pa: Any, path: str, what: str) -> Iterator[None]:
+    """pyarrow's errors about the content become a :class:`DataFormatError` naming ``path`` ("``what``: error").
+
+    A :class:`DataFormatError` and errors of the file system or the code pass through unchanged.
+    """
+    try:
+        yield
+    except DataFormatError:
+        raise
+    except Exception as exc:
+        if is_data_error(pa, exc):
+            raise DataFormatError(f"{what}: {exc}", path) from exc
+        raise
 
 
 def selected_columns(names: Sequence[str], wanted: Sequence[str] | None, path: str) -> list[str]:

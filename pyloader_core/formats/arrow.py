@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pyloader_core.errors import DataFormatError
-from pyloader_core.formats._pyarrow import import_pyarrow, is_data_error, is_primitive, selected_columns
+from pyloader_core.formats._pyarrow import data_errors_named, import_pyarrow, is_primitive, selected_columns
 from pyloader_core.formats.base import Format, check_names, check_reader_fits
 from pyloader_core.reader import Columns, DataReader
 from pyloader_core.storage.access import open_binary_any
@@ -78,30 +77,27 @@ def open_arrow(path: str) -> _Opened:
     """
     pa = _pyarrow()
     closers: list[Any] = []
-    try:
-        if is_compressed(path):
-            with open_binary(path) as f, _compressed_data_errors_named(path):
-                source: Any = pa.BufferReader(f.read())
-        elif is_url(path):
-            source = open_binary_any(path, seekable=True)
-        else:
-            source = pa.memory_map(str(path), "r")
-        closers.append(source)
-        head = source.read(6)
-        source.seek(0)
-        if head == _FILE_MAGIC:
-            reader, is_file = pa.ipc.open_file(source), True
-        else:
-            reader, is_file = pa.ipc.open_stream(source), False
-        return _Opened(reader, is_file, closers)
-    except Exception as exc:
-        for c in closers:
-            c.close()
-        if isinstance(exc, DataFormatError):
+    with data_errors_named(pa, path, "not a valid Arrow IPC file (file or stream form)"):
+        try:
+            if is_compressed(path):
+                with open_binary(path) as f, _compressed_data_errors_named(path):
+                    source: Any = pa.BufferReader(f.read())
+            elif is_url(path):
+                source = open_binary_any(path, seekable=True)
+            else:
+                source = pa.memory_map(str(path), "r")
+            closers.append(source)
+            head = source.read(6)
+            source.seek(0)
+            if head == _FILE_MAGIC:
+                reader, is_file = pa.ipc.open_file(source), True
+            else:
+                reader, is_file = pa.ipc.open_stream(source), False
+            return _Opened(reader, is_file, closers)
+        except Exception:
+            for c in closers:
+                c.close()
             raise
-        if is_data_error(pa, exc):
-            raise DataFormatError(f"not a valid Arrow IPC file (file or stream form): {exc}", path) from exc
-        raise
 
 
 class ArrowDataReader(DataReader):
@@ -141,15 +137,8 @@ class ArrowDataReader(DataReader):
         """Read ``path``; returns ``({column: array_or_list}, n_sample)``."""
         check_reader_fits(self, path)
         pa = _pyarrow()
-        with open_arrow(path) as arrow:
-            try:
-                return self._read(pa, arrow, path)
-            except DataFormatError:
-                raise
-            except Exception as exc:
-                if is_data_error(pa, exc):
-                    raise DataFormatError(f"corrupt Arrow IPC data: {exc}", path) from exc
-                raise
+        with open_arrow(path) as arrow, data_errors_named(pa, path, "corrupt Arrow IPC data"):
+            return self._read(pa, arrow, path)
 
     def _read(self, pa: Any, arrow: _Opened, path: str) -> tuple[Columns, int]:
         schema = arrow.schema

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pyloader_core.errors import DataFormatError
-from pyloader_core.formats._pyarrow import import_pyarrow, is_data_error, is_primitive, selected_columns
+from pyloader_core.formats._pyarrow import data_errors_named, import_pyarrow, is_primitive, selected_columns
 from pyloader_core.formats.base import Format, check_names, check_reader_fits
 from pyloader_core.reader import Columns, DataReader
 from pyloader_core.storage.access import open_binary_any
@@ -57,14 +57,13 @@ def open_parquet(path: str) -> Any:
     source: Any = None
     if is_url(path):  # fsspec file (random access), or the cached local copy
         source = open_binary_any(path, seekable=True)
-    try:
-        pf = pq.ParquetFile(path if source is None else source)
-    except Exception as exc:
-        if source is not None:
-            source.close()
-        if is_data_error(pa, exc):
-            raise DataFormatError(f"not a valid Parquet file: {exc}", path) from exc
-        raise
+    with data_errors_named(pa, path, "not a valid Parquet file"):
+        try:
+            pf = pq.ParquetFile(path if source is None else source)
+        except Exception:
+            if source is not None:
+                source.close()
+            raise
     if source is not None:
         pf._pyloader_source = source  # closed by close_parquet
     return pf
@@ -116,13 +115,8 @@ class ParquetDataReader(DataReader):
         pa, _ = _pyarrow()
         pf = open_parquet(path)
         try:
-            return self._read(pa, pf, path)
-        except DataFormatError:
-            raise
-        except Exception as exc:
-            if is_data_error(pa, exc):
-                raise DataFormatError(f"corrupt Parquet data: {exc}", path) from exc
-            raise
+            with data_errors_named(pa, path, "corrupt Parquet data"):
+                return self._read(pa, pf, path)
         finally:
             _close(pf)
 
